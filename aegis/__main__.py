@@ -1,0 +1,5 @@
+import sys
+
+from aegis.cli import main
+
+sys.exit(main())

@@ -1,0 +1,765 @@
+"""Queue operations: the only code that writes job state.
+
+Every operation is one conditional write, so the database decides each state
+move atomically; no operation reads a job and then writes it.
+
+- `claim` picks the best available job (lowest priority number, then lowest
+  enqueue sequence) and moves it to RUNNING with a new fencing token and a
+  lease that ends at `$$NOW + lease_ttl_s`.
+- Every later write for that claim (`renew`, `complete`, `fail`, `release`,
+  `finish_cancelled`) is fenced: it matches only `{_id, token, state:
+  RUNNING}` with a lease that has not expired by the database clock. A write
+  that matches nothing is stale: it changes nothing, is logged and raises
+  `LeaseLost`.
+- `recover` moves RUNNING jobs whose lease expired back to QUEUED, or to
+  FAILED at the retry cap. Each move is conditional on the expired token, so
+  many processes may recover at once.
+
+Guarantee: a handler runs at least once per job, and at most one completion
+per job is accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import bson
+from bson import ObjectId
+from bson.errors import BSONError, InvalidId
+from pymongo import ReturnDocument
+from pymongo.errors import BulkWriteError
+from pymongo.operations import UpdateOne
+
+from aegis.errors import (
+    InvalidJob,
+    InvalidTransition,
+    JobNotFound,
+    LeaseLost,
+    PayloadTooLarge,
+)
+from aegis.models import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_PRIORITY,
+    MAX_ERROR_HISTORY,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    Job,
+    JobState,
+    Lease,
+    RecoveryResult,
+    as_utc,
+)
+from aegis.settings import DEFAULT_QUEUE, QueueSettings
+from aegis.store import SEQ_COUNTER_ID, Store
+
+log = logging.getLogger(__name__)
+
+# MongoDB rejects documents over 16 MiB. A payload may use all of that except
+# room for the job's own fields and its error history.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+MAX_PAYLOAD_BYTES = MAX_DOCUMENT_BYTES - 512 * 1024
+MAX_RESULT_BYTES = 1024 * 1024
+MAX_MAX_RETRIES = 1000
+MAX_ERROR_MESSAGE_CHARS = 2000
+MAX_TRACEBACK_CHARS = 4000
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+
+NOW = "$$NOW"
+
+
+def _ms_until(field: str) -> dict[str, Any]:
+    """Milliseconds from `$$NOW` to a date field (negative once it passed)."""
+    return {"$dateDiff": {"startDate": NOW, "endDate": field, "unit": "millisecond"}}
+
+
+# NOTE: SecantusDB 0.7.0b3 evaluates `$gt`/`$lt` between a date field and
+# `$$NOW` as false (and `$gte`/`$lte` as true) whatever the dates are, so
+# every clock test goes through `$dateDiff`, which it and MongoDB agree on.
+LEASE_VALID = {"$gt": [_ms_until("$lease_expires_at"), 0]}
+LEASE_EXPIRED = {"$lte": [_ms_until("$lease_expires_at"), 0]}
+RUNNABLE_NOW = {"$lte": [_ms_until("$run_at"), 0]}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Arguments of one enqueue, for `enqueue_many`."""
+
+    job_type: str
+    payload: Mapping[str, Any] | None = None
+    queue: str = DEFAULT_QUEUE
+    priority: int = DEFAULT_PRIORITY
+    max_retries: int = DEFAULT_MAX_RETRIES
+    run_at: datetime | None = None
+    delay_s: float | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """What went wrong in one attempt, as stored in the job's error history."""
+
+    error_type: str
+    message: str
+    traceback: str | None = None
+
+    @classmethod
+    def from_exception(
+        cls, exc: BaseException, traceback: str | None = None
+    ) -> ErrorInfo:
+        return cls(type(exc).__name__, str(exc), traceback)
+
+
+def parse_job_id(job_id: str | ObjectId) -> ObjectId:
+    """Return the ObjectId for a job id, or raise `InvalidJob` if malformed."""
+    if isinstance(job_id, ObjectId):
+        return job_id
+    try:
+        return ObjectId(job_id)
+    except (InvalidId, TypeError):
+        raise InvalidJob(
+            f"invalid job id {job_id!r}: expected 24 hexadecimal characters"
+        ) from None
+
+
+def _check_name(kind: str, value: object) -> str:
+    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+        raise InvalidJob(
+            f"invalid {kind} {value!r}: expected 1-200 characters of "
+            "letters, digits, '_', '.', ':' or '-'"
+        )
+    return value
+
+
+def _check_int(kind: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidJob(f"invalid {kind} {value!r}: expected an integer")
+    if not low <= value <= high:
+        raise InvalidJob(f"invalid {kind} {value}: expected {low} to {high}")
+    return value
+
+
+def check_payload(payload: object) -> dict[str, Any]:
+    """Return the payload as a dict, or raise if it is not a storable object."""
+    if payload is None:
+        return {}
+    if not isinstance(payload, Mapping):
+        raise InvalidJob(
+            f"invalid payload: expected a JSON object, got {type(payload).__name__}"
+        )
+    try:
+        size = len(bson.encode(dict(payload)))
+    except (BSONError, TypeError, OverflowError) as exc:
+        raise InvalidJob(
+            f"invalid payload: cannot be stored in MongoDB ({exc})"
+        ) from None
+    if size > MAX_PAYLOAD_BYTES:
+        raise PayloadTooLarge(
+            f"payload is {size} bytes as BSON; the maximum is {MAX_PAYLOAD_BYTES} bytes"
+        )
+    return dict(payload)
+
+
+def _lease_end(lease_ttl_s: float) -> dict[str, Any]:
+    return {
+        "$dateAdd": {
+            "startDate": NOW,
+            "unit": "millisecond",
+            "amount": int(lease_ttl_s * 1000),
+        }
+    }
+
+
+def _error_entry(error: ErrorInfo) -> dict[str, Any]:
+    """A pipeline expression for one error-history entry stamped with `$$NOW`."""
+    literal = {
+        "error_type": error.error_type[:200],
+        "message": error.message[:MAX_ERROR_MESSAGE_CHARS],
+        "traceback": error.traceback[-MAX_TRACEBACK_CHARS:]
+        if error.traceback
+        else None,
+    }
+    # $literal keeps user text such as "$foo" from being read as a field path.
+    return {
+        "$mergeObjects": [
+            {"$literal": literal},
+            {"attempt": "$attempts", "worker_id": "$worker_id", "at": NOW},
+        ]
+    }
+
+
+def _append_error(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "$slice": [
+            {"$concatArrays": [{"$ifNull": ["$errors", []]}, [entry]]},
+            -MAX_ERROR_HISTORY,
+        ]
+    }
+
+
+CANCEL_REQUESTED = {"$eq": ["$cancel_requested", True]}
+BELOW_CAP = {"$lt": ["$attempts", {"$add": ["$max_retries", 1]}]}
+
+
+class Queue:
+    """Queue operations on one database. Thread-safe; share one per process."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: QueueSettings | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings or QueueSettings()
+        self._rng = rng or random.Random()
+
+    # -- enqueue -----------------------------------------------------------
+
+    def enqueue(
+        self,
+        job_type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = DEFAULT_PRIORITY,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        run_at: datetime | None = None,
+        delay_s: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Insert one QUEUED job and return it.
+
+        With `idempotency_key`, a second enqueue with the same key inserts
+        nothing and returns the job the first one created. Raises `InvalidJob`
+        on bad arguments, before anything is written.
+        """
+        spec = JobSpec(
+            job_type,
+            payload,
+            queue,
+            priority,
+            max_retries,
+            run_at,
+            delay_s,
+            idempotency_key,
+        )
+        return self.enqueue_many([spec])[0]
+
+    def enqueue_many(self, specs: Sequence[JobSpec]) -> list[Job]:
+        """Insert several jobs; sequence numbers follow the order of `specs`.
+
+        Validates every spec before writing any. Jobs whose idempotency key
+        already exists are returned as stored, not inserted again.
+        """
+        documents = [self._new_document(spec) for spec in specs]
+        if not documents:
+            return []
+
+        # Reserve a block of sequence numbers in one atomic increment: FIFO
+        # order is the order in which the database handed them out.
+        counter = self.store.counters.find_one_and_update(
+            {"_id": SEQ_COUNTER_ID},
+            {"$inc": {"value": len(documents)}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert counter is not None  # upsert with ReturnDocument.AFTER
+        first_seq = int(counter["value"]) - len(documents) + 1
+
+        ids = [ObjectId() for _ in documents]
+        writes = []
+        for offset, (job_id, (fields, run_at)) in enumerate(
+            zip(ids, documents, strict=True)
+        ):
+            fields["seq"] = first_seq + offset
+            stage = {
+                **{k: {"$literal": v} for k, v in fields.items()},
+                "created_at": NOW,
+            }
+            stage["run_at"] = run_at
+            writes.append(UpdateOne({"_id": job_id}, [{"$set": stage}], upsert=True))
+
+        duplicates: dict[int, str] = {}
+        try:
+            self.store.jobs.bulk_write(writes, ordered=False)
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                key = documents[error["index"]][0].get("idempotency_key")
+                if error.get("code") != 11000 or key is None:
+                    raise
+                duplicates[error["index"]] = key
+
+        jobs = self._fetch_created(ids, duplicates)
+        for job in jobs:
+            log.info(
+                "job %s enqueued (type %s, queue %s, priority %d, seq %d)",
+                job.job_id,
+                job.job_type,
+                job.queue,
+                job.priority,
+                job.seq,
+            )
+        return jobs
+
+    def _new_document(self, spec: JobSpec) -> tuple[dict[str, Any], Any]:
+        """Validate a spec; return its literal fields and its run_at expression."""
+        fields: dict[str, Any] = {
+            "queue": _check_name("queue", spec.queue),
+            "job_type": _check_name("job type", spec.job_type),
+            "payload": check_payload(spec.payload),
+            "priority": _check_int(
+                "priority", spec.priority, MIN_PRIORITY, MAX_PRIORITY
+            ),
+            "max_retries": _check_int(
+                "max_retries", spec.max_retries, 0, MAX_MAX_RETRIES
+            ),
+            "state": JobState.QUEUED.value,
+            "attempts": 0,
+            "token": 0,
+            "errors": [],
+            "cancel_requested": False,
+        }
+        if spec.idempotency_key is not None:
+            if (
+                not isinstance(spec.idempotency_key, str)
+                or not 1 <= len(spec.idempotency_key) <= 200
+            ):
+                raise InvalidJob(
+                    "invalid idempotency key: expected a string of 1-200 characters"
+                )
+            fields["idempotency_key"] = spec.idempotency_key
+
+        if spec.run_at is not None and spec.delay_s is not None:
+            raise InvalidJob("give run_at or delay_s, not both")
+        if spec.run_at is not None:
+            if spec.run_at.tzinfo is None:
+                raise InvalidJob("invalid run_at: expected a timezone-aware datetime")
+            return fields, {"$literal": spec.run_at}
+        delay_s = spec.delay_s or 0.0
+        if (
+            isinstance(delay_s, bool)
+            or not isinstance(delay_s, int | float)
+            or delay_s < 0
+        ):
+            raise InvalidJob(
+                f"invalid delay_s {spec.delay_s!r}: expected a number >= 0"
+            )
+        if delay_s == 0:
+            return fields, NOW
+        run_at = {
+            "$dateAdd": {
+                "startDate": NOW,
+                "unit": "millisecond",
+                "amount": int(delay_s * 1000),
+            }
+        }
+        return fields, run_at
+
+    def _fetch_created(
+        self, ids: list[ObjectId], duplicates: dict[int, str]
+    ) -> list[Job]:
+        inserted = [job_id for i, job_id in enumerate(ids) if i not in duplicates]
+        by_id = {
+            doc["_id"]: doc for doc in self.store.jobs.find({"_id": {"$in": inserted}})
+        }
+        existing = {}
+        if duplicates:
+            cursor = self.store.jobs.find(
+                {"idempotency_key": {"$in": list(duplicates.values())}}
+            )
+            existing = {doc["idempotency_key"]: doc for doc in cursor}
+        jobs = []
+        for i, job_id in enumerate(ids):
+            doc = existing.get(duplicates[i]) if i in duplicates else by_id.get(job_id)
+            if doc is None:
+                raise JobNotFound(
+                    f"job {job_id} was written but could not be read back"
+                )
+            jobs.append(Job.from_doc(doc))
+        return jobs
+
+    # -- claim and the fenced writes ----------------------------------------
+
+    def claim(self, worker_id: str, queues: Sequence[str]) -> Job | None:
+        """Claim the best available job in `queues`, or return None.
+
+        One atomic find-and-modify: among QUEUED jobs with `run_at <= $$NOW`,
+        take the lowest priority number, then the lowest sequence, and set
+        RUNNING, `token + 1`, `attempts + 1` and a lease of `lease_ttl_s`.
+        """
+        doc = self.store.jobs.find_one_and_update(
+            {
+                "state": JobState.QUEUED.value,
+                "queue": {"$in": list(queues)},
+                "$expr": RUNNABLE_NOW,
+            },
+            [
+                {
+                    "$set": {
+                        "state": JobState.RUNNING.value,
+                        "worker_id": {"$literal": worker_id},
+                        "token": {"$add": ["$token", 1]},
+                        "attempts": {"$add": ["$attempts", 1]},
+                        "claimed_at": NOW,
+                        "heartbeat_at": NOW,
+                        "started_at": {"$ifNull": ["$started_at", NOW]},
+                        "lease_expires_at": _lease_end(self.settings.lease_ttl_s),
+                    }
+                }
+            ],
+            sort=[("priority", 1), ("seq", 1)],
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            return None
+        job = Job.from_doc(doc)
+        log.info(
+            "job %s attempt %d token %d worker %s: claimed (type %s, queue %s, priority %d)",
+            job.job_id,
+            job.attempts,
+            job.token,
+            worker_id,
+            job.job_type,
+            job.queue,
+            job.priority,
+        )
+        return job
+
+    @staticmethod
+    def fenced(job_id: str | ObjectId, token: int) -> dict[str, Any]:
+        """The filter every write after a claim uses."""
+        return {
+            "_id": parse_job_id(job_id),
+            "token": token,
+            "state": JobState.RUNNING.value,
+            "$expr": LEASE_VALID,
+        }
+
+    def _fenced_write(
+        self,
+        operation: str,
+        job_id: str | ObjectId,
+        token: int,
+        stages: list[dict[str, Any]],
+        projection: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        doc = self.store.jobs.find_one_and_update(
+            self.fenced(job_id, token),
+            stages,
+            projection=projection,
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            log.warning(
+                "job %s token %d: stale %s rejected (lease expired, recovered or superseded)",
+                job_id,
+                token,
+                operation,
+            )
+            raise LeaseLost(operation, str(job_id), token)
+        return doc
+
+    def renew(self, job_id: str | ObjectId, token: int) -> Lease:
+        """Extend the lease to `$$NOW + lease_ttl_s`; raise `LeaseLost` if stale."""
+        stage = {
+            "lease_expires_at": _lease_end(self.settings.lease_ttl_s),
+            "heartbeat_at": NOW,
+        }
+        doc = self._fenced_write(
+            "renew",
+            job_id,
+            token,
+            [{"$set": stage}],
+            projection={
+                "lease_expires_at": 1,
+                "heartbeat_at": 1,
+                "cancel_requested": 1,
+            },
+        )
+        return Lease(
+            job_id=str(job_id),
+            token=token,
+            lease_expires_at=as_utc(doc["lease_expires_at"]),  # type: ignore[arg-type]
+            renewed_at=as_utc(doc["heartbeat_at"]),  # type: ignore[arg-type]
+            cancel_requested=bool(doc.get("cancel_requested", False)),
+        )
+
+    def complete(self, job_id: str | ObjectId, token: int, result: Any = None) -> Job:
+        """Move the job to SUCCESS with its result; raise `LeaseLost` if stale.
+
+        Raises `InvalidJob`, writing nothing, if the result cannot be stored.
+        """
+        try:
+            size = len(bson.encode({"result": result}))
+        except (BSONError, TypeError, OverflowError) as exc:
+            raise InvalidJob(
+                f"invalid result: cannot be stored in MongoDB ({exc})"
+            ) from None
+        if size > MAX_RESULT_BYTES:
+            raise InvalidJob(
+                f"result is {size} bytes as BSON; the maximum is {MAX_RESULT_BYTES}"
+            )
+        stage = {
+            "state": JobState.SUCCESS.value,
+            "result": {"$literal": result},
+            "finished_at": NOW,
+        }
+        job = Job.from_doc(
+            self._fenced_write("complete", job_id, token, [{"$set": stage}])
+        )
+        log.info(
+            "job %s attempt %d token %d worker %s: succeeded",
+            job.job_id,
+            job.attempts,
+            token,
+            job.worker_id,
+        )
+        return job
+
+    def fail(
+        self,
+        job_id: str | ObjectId,
+        token: int,
+        error: ErrorInfo,
+        *,
+        retryable: bool = True,
+    ) -> Job:
+        """Record a failed attempt; retry later, or end FAILED at the cap.
+
+        Below the cap (`attempts <= max_retries`) the job returns to QUEUED
+        with `run_at = $$NOW + backoff`, where backoff is
+        `min(backoff_max_s, backoff_base_s * 2 ** (attempts - 1))` times a
+        random factor in [0.5, 1). A job whose cancellation was requested
+        ends CANCELLED instead. Raises `LeaseLost` if stale.
+        """
+        base_ms = self.settings.backoff_base_s * 1000
+        max_ms = self.settings.backoff_max_s * 1000
+        jitter = 0.5 + self._rng.random() / 2
+        exponential_ms = {
+            "$multiply": [base_ms, {"$pow": [2, {"$subtract": ["$attempts", 1]}]}]
+        }
+        delay_ms = {
+            "$toLong": {"$multiply": [{"$min": [max_ms, exponential_ms]}, jitter]}
+        }
+        retry_at = {
+            "$dateAdd": {"startDate": NOW, "unit": "millisecond", "amount": delay_ms}
+        }
+        stages = self._end_attempt(
+            _error_entry(error), retry_at, {"$and": [retryable, BELOW_CAP]}
+        )
+        job = Job.from_doc(self._fenced_write("fail", job_id, token, stages))
+        if job.state is JobState.QUEUED:
+            log.warning(
+                "job %s attempt %d token %d: failed with %s: %s; retry at %s",
+                job.job_id,
+                job.attempts,
+                token,
+                error.error_type,
+                error.message,
+                job.run_at.isoformat(),
+            )
+        else:
+            log.warning(
+                "job %s attempt %d token %d: failed with %s: %s; ended %s (max_retries %d)",
+                job.job_id,
+                job.attempts,
+                token,
+                error.error_type,
+                error.message,
+                job.state.value,
+                job.max_retries,
+            )
+        return job
+
+    @staticmethod
+    def _end_attempt(
+        error_entry: dict[str, Any] | None, requeue_at: Any, requeue: Any
+    ) -> list[dict[str, Any]]:
+        """Pipeline stages that end a RUNNING attempt without success.
+
+        The next state is CANCELLED if cancellation was requested, QUEUED
+        (at `requeue_at`) if `requeue` holds, else FAILED. The first stage
+        stores the decision in `_next` so the second can read it.
+        """
+        decide: dict[str, Any] = {
+            "_next": {
+                "$switch": {
+                    "branches": [
+                        {"case": CANCEL_REQUESTED, "then": JobState.CANCELLED.value},
+                        {"case": requeue, "then": JobState.QUEUED.value},
+                    ],
+                    "default": JobState.FAILED.value,
+                }
+            }
+        }
+        if error_entry is not None:
+            decide["errors"] = _append_error(error_entry)
+        queued = {"$eq": ["$_next", JobState.QUEUED.value]}
+        apply = {
+            "state": "$_next",
+            "run_at": {"$cond": [queued, requeue_at, "$run_at"]},
+            "finished_at": {"$cond": [queued, None, NOW]},
+            "lease_expires_at": None,
+        }
+        return [{"$set": decide}, {"$set": apply}, {"$unset": "_next"}]
+
+    def release(self, job_id: str | ObjectId, token: int) -> Job:
+        """Give a running job back to the queue, to run now on any worker.
+
+        Used by a worker that stops before the job finished. The attempt
+        still counts towards the retry cap, so a job that is released
+        over and over cannot run forever. Raises `LeaseLost` if stale.
+        """
+        stages = self._end_attempt(None, NOW, True)
+        job = Job.from_doc(self._fenced_write("release", job_id, token, stages))
+        log.info(
+            "job %s attempt %d token %d: released, now %s",
+            job.job_id,
+            job.attempts,
+            token,
+            job.state.value,
+        )
+        return job
+
+    def finish_cancelled(self, job_id: str | ObjectId, token: int) -> Job:
+        """Move a running job whose handler stopped on request to CANCELLED."""
+        stage = {
+            "state": JobState.CANCELLED.value,
+            "finished_at": NOW,
+            "lease_expires_at": None,
+        }
+        job = Job.from_doc(
+            self._fenced_write("cancel", job_id, token, [{"$set": stage}])
+        )
+        log.info(
+            "job %s attempt %d token %d: cancelled", job.job_id, job.attempts, token
+        )
+        return job
+
+    # -- recovery ---------------------------------------------------------
+
+    def recover(self) -> RecoveryResult:
+        """Move RUNNING jobs whose lease expired back to QUEUED, or to FAILED.
+
+        The expired attempt already counted when the job was claimed; a job
+        that used all `max_retries + 1` attempts ends FAILED with a "lease
+        expired" error. Each move is conditional on the expired token, so a
+        job that a concurrent recovery already moved is skipped.
+        """
+        expired = self.store.jobs.find(
+            {
+                "state": JobState.RUNNING.value,
+                "$expr": LEASE_EXPIRED,
+            },
+            projection={"_id": 1, "token": 1},
+        )
+        requeued: list[tuple[str, int]] = []
+        failed: list[tuple[str, int]] = []
+        error = ErrorInfo("LeaseExpired", "lease expired before the job finished")
+        stages = self._end_attempt(_error_entry(error), NOW, BELOW_CAP)
+        for candidate in list(expired):
+            doc = self.store.jobs.find_one_and_update(
+                {
+                    "_id": candidate["_id"],
+                    "token": candidate["token"],
+                    "state": JobState.RUNNING.value,
+                    "$expr": LEASE_EXPIRED,
+                },
+                stages,
+                projection={"state": 1, "attempts": 1, "worker_id": 1},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is None:
+                continue
+            moved = (str(candidate["_id"]), int(candidate["token"]))
+            (requeued if doc["state"] == JobState.QUEUED.value else failed).append(
+                moved
+            )
+            log.warning(
+                "job %s attempt %d token %d worker %s: lease expired; recovered to %s",
+                moved[0],
+                doc["attempts"],
+                moved[1],
+                doc.get("worker_id"),
+                doc["state"],
+            )
+        return RecoveryResult(requeued=requeued, failed=failed)
+
+    # -- operator actions -------------------------------------------------
+
+    def cancel(self, job_id: str | ObjectId) -> Job:
+        """Cancel a QUEUED job, or request cancellation of a RUNNING one.
+
+        A running job's worker sees the request at its next heartbeat. Raises
+        `JobNotFound`, or `InvalidTransition` if the job already ended.
+        """
+        oid = parse_job_id(job_id)
+        # The job may move between the two conditional writes (a claim, a
+        # recovery); a few rounds settle it without reading then writing.
+        for _ in range(5):
+            doc = self.store.jobs.find_one_and_update(
+                {"_id": oid, "state": JobState.QUEUED.value},
+                [{"$set": {"state": JobState.CANCELLED.value, "finished_at": NOW}}],
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                log.info("job %s: cancelled while queued", oid)
+                return Job.from_doc(doc)
+            doc = self.store.jobs.find_one_and_update(
+                {"_id": oid, "state": JobState.RUNNING.value},
+                {"$set": {"cancel_requested": True}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                log.info("job %s token %d: cancellation requested", oid, doc["token"])
+                return Job.from_doc(doc)
+            job = self.get(oid)
+            if job.state.is_terminal:
+                raise InvalidTransition(f"job {oid} is already {job.state.value}")
+        raise InvalidTransition(f"job {oid} kept changing state; try the cancel again")
+
+    def retry(self, job_id: str | ObjectId) -> Job:
+        """Requeue a FAILED job to run now, with its attempt count reset.
+
+        The error history is kept. Raises `JobNotFound`, or
+        `InvalidTransition` if the job is not FAILED.
+        """
+        oid = parse_job_id(job_id)
+        doc = self.store.jobs.find_one_and_update(
+            {"_id": oid, "state": JobState.FAILED.value},
+            [
+                {
+                    "$set": {
+                        "state": JobState.QUEUED.value,
+                        "attempts": 0,
+                        "run_at": NOW,
+                        "finished_at": None,
+                        "cancel_requested": False,
+                    }
+                }
+            ],
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            job = self.get(oid)
+            raise InvalidTransition(
+                f"job {oid} is {job.state.value}; only FAILED jobs can be retried"
+            )
+        log.info("job %s: requeued by operator after FAILED", oid)
+        return Job.from_doc(doc)
+
+    def get(self, job_id: str | ObjectId) -> Job:
+        """Return one job; raise `JobNotFound` if no job has that id."""
+        oid = parse_job_id(job_id)
+        doc = self.store.jobs.find_one({"_id": oid})
+        if doc is None:
+            raise JobNotFound(f"job {oid} not found")
+        return Job.from_doc(doc)

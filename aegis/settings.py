@@ -1,0 +1,81 @@
+"""Settings read from the environment (prefix `AEGIS_`, plus `MONGODB_URI`).
+
+Command-line flags override these values. Durations are seconds.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DB_NAME = "aegis"
+DEFAULT_QUEUE = "default"
+
+
+class QueueSettings(BaseSettings):
+    """Lease, retry and polling parameters shared by workers and the API."""
+
+    model_config = SettingsConfigDict(env_prefix="AEGIS_", extra="ignore")
+
+    lease_ttl_s: float = Field(
+        30.0, gt=0, description="lease length after a claim or renewal"
+    )
+    heartbeat_interval_s: float = Field(
+        10.0, gt=0, description="time between lease renewals of a running job"
+    )
+    recovery_interval_s: float = Field(
+        5.0, gt=0, description="time between recovery sweeps inside each worker"
+    )
+    backoff_base_s: float = Field(
+        1.0, ge=0, description="retry delay after the first failure"
+    )
+    backoff_max_s: float = Field(
+        300.0, ge=0, description="upper bound of a retry delay"
+    )
+    poll_interval_s: float = Field(
+        1.0, gt=0, description="longest sleep between claims when the queue is empty"
+    )
+    worker_dead_after_s: float = Field(
+        30.0, gt=0, description="heartbeat age after which a worker counts as DEAD"
+    )
+    grace_period_s: float = Field(
+        30.0, ge=0, description="time a stopping worker lets running jobs finish"
+    )
+
+    @model_validator(mode="after")
+    def _check_relations(self) -> QueueSettings:
+        if self.heartbeat_interval_s >= self.lease_ttl_s:
+            raise ValueError(
+                f"heartbeat_interval_s ({self.heartbeat_interval_s}) must be shorter "
+                f"than lease_ttl_s ({self.lease_ttl_s}), or every lease expires "
+                "before its renewal"
+            )
+        if self.backoff_max_s < self.backoff_base_s:
+            raise ValueError(
+                f"backoff_max_s ({self.backoff_max_s}) must be >= backoff_base_s "
+                f"({self.backoff_base_s})"
+            )
+        return self
+
+
+class StoreSettings(BaseSettings):
+    """Where the database is. An empty `MONGODB_URI` selects the embedded server."""
+
+    model_config = SettingsConfigDict(env_prefix="AEGIS_", extra="ignore")
+
+    mongodb_uri: str | None = Field(
+        None, validation_alias=AliasChoices("MONGODB_URI", "AEGIS_MONGODB_URI")
+    )
+    db_name: str = Field(DEFAULT_DB_NAME, validation_alias=AliasChoices("AEGIS_DB"))
+    server_selection_timeout_s: float = Field(10.0, gt=0)
+    write_timeout_s: float = Field(10.0, gt=0)
+
+
+class ApiSettings(BaseSettings):
+    """REST API server options."""
+
+    model_config = SettingsConfigDict(env_prefix="AEGIS_", extra="ignore")
+
+    api_token: SecretStr | None = None
+    host: str | None = None
+    port: int = Field(8000, ge=0, le=65535)
