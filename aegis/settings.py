@@ -10,6 +10,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DB_NAME = "aegis"
 DEFAULT_QUEUE = "default"
+# Used by the command line and the API when `MONGODB_URI` is not set.
+DEFAULT_MONGODB_URI = "mongodb://127.0.0.1:27017/?directConnection=true"
+# A payload that fits in a document can take more bytes as JSON text than
+# as BSON (escapes, number formatting), so the body limit is twice the
+# 16 MiB MongoDB document limit.
+DEFAULT_MAX_REQUEST_BODY_BYTES = 32 * 1024 * 1024
 
 
 class QueueSettings(BaseSettings):
@@ -76,6 +82,25 @@ class ApiSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="AEGIS_", extra="ignore")
 
-    api_token: SecretStr | None = None
-    host: str | None = None
-    port: int = Field(8000, ge=0, le=65535)
+    api_token: SecretStr | None = Field(
+        None,
+        description="bearer token required by write endpoints; empty or unset "
+        "disables the check",
+    )
+    host: str | None = Field(
+        None,
+        description="bind address (default 0.0.0.0 with a token, else 127.0.0.1)",
+    )
+    port: int = Field(8000, ge=0, le=65535, description="TCP port")
+    max_request_body_bytes: int = Field(
+        DEFAULT_MAX_REQUEST_BODY_BYTES,
+        gt=0,
+        description="largest request body accepted, in bytes",
+    )
+
+    @property
+    def token(self) -> str | None:
+        """The configured token, or None when it is unset or empty."""
+        if self.api_token is None:
+            return None
+        return self.api_token.get_secret_value() or None
