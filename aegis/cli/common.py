@@ -1,31 +1,22 @@
-"""The `aegis` command line: `aegis worker`, `aegis enqueue`, `aegis dev-db`, ..."""
+"""Options and helpers shared by the commands: store and queue flags, output."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import signal
-import sys
-import threading
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel
 
-from aegis import devdb
-from aegis.errors import AegisError, EmbeddedServerError
-from aegis.handlers import import_handler_modules, registry
 from aegis.queue import Queue
-from aegis.settings import DEFAULT_QUEUE, QueueSettings, StoreSettings
+from aegis.settings import DEFAULT_MONGODB_URI, QueueSettings, StoreSettings
 from aegis.store import Store, connect, redact_uri
-from aegis.worker import Worker
-from aegis.workers import WorkerRegistry
 
 log = logging.getLogger("aegis.cli")
 
-DEFAULT_URI = "mongodb://127.0.0.1:27017/?directConnection=true"
+DEFAULT_URI = DEFAULT_MONGODB_URI
 
 # Flags that override QueueSettings fields, with their help text.
 QUEUE_FLAGS = {
@@ -39,13 +30,25 @@ QUEUE_FLAGS = {
 }
 
 
-def add_store_flags(parser: argparse.ArgumentParser) -> None:
+def add_store_flags(
+    parser: argparse.ArgumentParser, *, keep_parent_values: bool = False
+) -> None:
+    """Add `--mongodb-uri` and `--db`.
+
+    With `keep_parent_values`, an absent flag leaves the value that a parent
+    command's flag set, which argparse would otherwise reset to None.
+    """
+    default = argparse.SUPPRESS if keep_parent_values else None
     parser.add_argument(
         "--mongodb-uri",
+        default=default,
         help="MongoDB connection string (default: $MONGODB_URI, else localhost)",
     )
     parser.add_argument(
-        "--db", dest="db_name", help="database name (default: $AEGIS_DB or aegis)"
+        "--db",
+        dest="db_name",
+        default=default,
+        help="database name (default: $AEGIS_DB or aegis)",
     )
 
 
@@ -57,6 +60,14 @@ def add_queue_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON with the REST API's field names instead of a table",
+    )
+
+
 def queue_settings(args: argparse.Namespace) -> QueueSettings:
     overrides = {
         name: getattr(args, name)
@@ -66,16 +77,27 @@ def queue_settings(args: argparse.Namespace) -> QueueSettings:
     return QueueSettings(**overrides)
 
 
+def store_settings(args: argparse.Namespace) -> StoreSettings:
+    """Return the environment's store settings with the flags applied."""
+    settings = StoreSettings()
+    overrides: dict[str, Any] = {}
+    if getattr(args, "mongodb_uri", None):
+        overrides["mongodb_uri"] = args.mongodb_uri
+    if getattr(args, "db_name", None):
+        overrides["db_name"] = args.db_name
+    return settings.model_copy(update=overrides)
+
+
 def open_store(args: argparse.Namespace) -> Store:
     """Connect with flags over environment; create indexes."""
-    settings = StoreSettings()
-    uri = args.mongodb_uri or settings.mongodb_uri
+    settings = store_settings(args)
+    uri = settings.mongodb_uri
     if not uri:
         uri = DEFAULT_URI
         log.info("MONGODB_URI is not set; using %s", uri)
     store = connect(
         uri,
-        args.db_name or settings.db_name,
+        settings.db_name,
         server_selection_timeout_s=settings.server_selection_timeout_s,
         write_timeout_s=settings.write_timeout_s,
     )
@@ -84,174 +106,40 @@ def open_store(args: argparse.Namespace) -> Store:
     return store
 
 
-# -- commands ------------------------------------------------------------------
+def open_queue(args: argparse.Namespace) -> Queue:
+    return Queue(open_store(args), queue_settings(args))
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    import_handler_modules(args.imports or [])
-    store = open_store(args)
-    queue = Queue(store, queue_settings(args))
-    queues = [name.strip() for name in args.queues.split(",") if name.strip()]
-    worker = Worker(
-        queue,
-        registry,
-        queues=queues,
-        concurrency=args.concurrency,
-        worker_id=args.worker_id,
-        registry=WorkerRegistry(store),
-    )
-    worker.install_signal_handlers()
-    worker.run()
-    store.close()
-    return 0
+def print_json(value: BaseModel | Sequence[BaseModel]) -> None:
+    """Print a response model (or a list of them) as the API would return it."""
+    if isinstance(value, BaseModel):
+        data: Any = value.model_dump(mode="json", by_alias=True)
+    else:
+        data = [item.model_dump(mode="json", by_alias=True) for item in value]
+    print(json.dumps(data, indent=2, sort_keys=False))
 
 
-def _parse_payload(text: str | None) -> dict[str, Any]:
-    if text is None:
-        return {}
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise AegisError(f"invalid --payload: not JSON ({exc})") from None
-    if not isinstance(payload, dict):
-        raise AegisError(
-            "invalid --payload: expected a JSON object such as '{\"seconds\": 1}'"
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Print rows under headers, each column as wide as its widest cell."""
+    cells = [[str(value) for value in row] for row in rows]
+    widths = [len(header) for header in headers]
+    for row in cells:
+        widths = [
+            max(width, len(cell)) for width, cell in zip(widths, row, strict=True)
+        ]
+    for row in [list(headers), *cells]:
+        print(
+            "  ".join(
+                cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
         )
-    return payload
 
 
-def cmd_enqueue(args: argparse.Namespace) -> int:
-    payload = _parse_payload(args.payload)
-    store = open_store(args)
-    queue = Queue(store, queue_settings(args))
-    ids = []
-    for _ in range(args.count):
-        job = queue.enqueue(
-            args.job_type,
-            payload,
-            queue=args.queue,
-            priority=args.priority,
-            max_retries=args.max_retries,
-            delay_s=args.delay,
-            idempotency_key=args.idempotency_key,
-        )
-        ids.append(job.job_id)
-    print("\n".join(ids))
-    store.close()
-    return 0
-
-
-def cmd_dev_db(args: argparse.Namespace) -> int:
-    data_dir = Path(args.data_dir) if args.data_dir else None
-    if data_dir is not None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    server = devdb.pick_server(data_dir)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        server.start()
-        print(f"{server.description} listening; data in {server.data_dir}", flush=True)
-        print(f"export MONGODB_URI='{server.uri}'", flush=True)
-        print("Press Ctrl-C to stop.", file=sys.stderr, flush=True)
-        while not stop.wait(1.0):
-            if not server.running:
-                log.error(
-                    "the database server exited; see %s", server.data_dir / "server.log"
-                )
-                return 1
-    finally:
-        server.cleanup()
-    return 0
-
-
-# -- parser ----------------------------------------------------------------------
-
-Command = Callable[[argparse.Namespace], int]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="aegis", description="AegisQueue: a job queue on MongoDB"
-    )
-    parser.add_argument(
-        "--log-level",
-        default="INFO",
-        help="DEBUG, INFO, WARNING or ERROR (default INFO)",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    worker = commands.add_parser("worker", help="run a worker process")
-    add_store_flags(worker)
-    add_queue_flags(worker)
-    worker.add_argument(
-        "--queues",
-        default=DEFAULT_QUEUE,
-        help="comma-separated queue names (default: default)",
-    )
-    worker.add_argument(
-        "--concurrency", type=int, default=1, help="jobs run at once (default 1)"
-    )
-    worker.add_argument("--worker-id", help="worker id (default: HOST-PID)")
-    worker.add_argument(
-        "--import", dest="imports", action="append", metavar="MODULE",
-        help="import MODULE to register its handlers (repeatable)",
-    )  # fmt: skip
-    worker.set_defaults(handler=cmd_worker)
-
-    enqueue = commands.add_parser("enqueue", help="submit jobs")
-    add_store_flags(enqueue)
-    add_queue_flags(enqueue)
-    enqueue.add_argument(
-        "job_type", help="handler name, for example sleep, echo, fail, noop"
-    )
-    enqueue.add_argument("--payload", help="JSON object passed to the handler")
-    enqueue.add_argument(
-        "--queue", default=DEFAULT_QUEUE, help="queue name (default: default)"
-    )
-    enqueue.add_argument(
-        "--priority", type=int, default=5, help="0 (first) to 9 (last), default 5"
-    )
-    enqueue.add_argument(
-        "--max-retries",
-        type=int,
-        default=3,
-        help="retries after the first attempt (default 3)",
-    )
-    enqueue.add_argument("--delay", type=float, help="seconds before the job may run")
-    enqueue.add_argument("--idempotency-key", help="enqueue at most once per key")
-    enqueue.add_argument(
-        "--count", type=int, default=1, help="number of identical jobs (default 1)"
-    )
-    enqueue.set_defaults(handler=cmd_enqueue)
-
-    dev_db = commands.add_parser(
-        "dev-db", help="start a local MongoDB server and print its URI"
-    )
-    dev_db.add_argument(
-        "--data-dir", help="keep data here (default: a temporary directory)"
-    )
-    dev_db.set_defaults(handler=cmd_dev_db)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    handler: Command = args.handler
-    try:
-        return handler(args)
-    except ValidationError as exc:
-        print(f"aegis: invalid setting: {exc}", file=sys.stderr)
-        return 2
-    except AegisError as exc:
-        print(f"aegis: {exc}", file=sys.stderr)
-        return 2 if not isinstance(exc, EmbeddedServerError) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def format_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
