@@ -1,0 +1,84 @@
+"""Worker subprocesses started and stopped by the benchmark, by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+STOP_TIMEOUT_S = 15.0
+
+
+class WorkerProcess:
+    """One `python -m aegis worker` process with its log in a temporary file."""
+
+    def __init__(
+        self,
+        uri: str,
+        db_name: str,
+        *,
+        worker_id: str,
+        concurrency: int = 1,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.worker_id = worker_id
+        log_dir = Path(tempfile.mkdtemp(prefix="aegis-bench-worker-"))
+        self.log_path = log_dir / f"{worker_id}.log"
+        self._log_file = open(self.log_path, "wb")  # noqa: SIM115
+        command = [
+            sys.executable,
+            "-m",
+            "aegis",
+            "--log-level",
+            "WARNING",
+            "worker",
+            "--mongodb-uri",
+            uri,
+            "--db",
+            db_name,
+            "--concurrency",
+            str(concurrency),
+            "--worker-id",
+            worker_id,
+            *extra_args,
+        ]
+        self.process = subprocess.Popen(
+            command,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kill(self) -> None:
+        """Send SIGKILL, as a crash would, and reap the process."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self._log_file.close()
+
+    def stop(self) -> None:
+        """Send SIGTERM and wait; SIGKILL if it does not exit in time."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log_file.close()
+
+
+def peak_rss_kib(pid: int) -> int:
+    """Return the process's peak resident set size (VmHWM) in KiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"VmHWM missing from /proc/{pid}/status")
