@@ -33,7 +33,7 @@ import bson
 from bson import ObjectId
 from bson.errors import BSONError, InvalidId
 from pymongo import ReturnDocument
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.operations import UpdateOne
 
 from aegis.errors import (
@@ -203,6 +203,29 @@ def _append_error(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+DUPLICATE_KEY_CODE = 11000
+
+
+def _insert_stages(
+    fields: dict[str, Any], run_at: Any, seq: int
+) -> list[dict[str, Any]]:
+    """An upsert pipeline that inserts a new job stamped with `$$NOW`."""
+    stage: dict[str, Any] = {key: {"$literal": value} for key, value in fields.items()}
+    stage.update({"seq": seq, "created_at": NOW, "run_at": run_at})
+    return [{"$set": stage}]
+
+
+def _log_enqueued(job: Job) -> None:
+    log.info(
+        "job %s enqueued (type %s, queue %s, priority %d, seq %d)",
+        job.job_id,
+        job.job_type,
+        job.queue,
+        job.priority,
+        job.seq,
+    )
+
+
 CANCEL_REQUESTED = {"$eq": ["$cancel_requested", True]}
 BELOW_CAP = {"$lt": ["$attempts", {"$add": ["$max_retries", 1]}]}
 
@@ -251,7 +274,23 @@ class Queue:
             delay_s,
             idempotency_key,
         )
-        return self.enqueue_many([spec])[0]
+        fields, run_at_expression = self._new_document(spec)
+        seq = self._reserve_seqs(1)
+        try:
+            doc = self.store.jobs.find_one_and_update(
+                {"_id": ObjectId()},
+                _insert_stages(fields, run_at_expression, seq),
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            if idempotency_key is None:
+                raise
+            return self._existing(idempotency_key)
+        assert doc is not None  # upsert with ReturnDocument.AFTER
+        job = Job.from_doc(doc)
+        _log_enqueued(job)
+        return job
 
     def enqueue_many(self, specs: Sequence[JobSpec]) -> list[Job]:
         """Insert several jobs; sequence numbers follow the order of `specs`.
@@ -262,30 +301,18 @@ class Queue:
         documents = [self._new_document(spec) for spec in specs]
         if not documents:
             return []
-
-        # Reserve a block of sequence numbers in one atomic increment: FIFO
-        # order is the order in which the database handed them out.
-        counter = self.store.counters.find_one_and_update(
-            {"_id": SEQ_COUNTER_ID},
-            {"$inc": {"value": len(documents)}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        assert counter is not None  # upsert with ReturnDocument.AFTER
-        first_seq = int(counter["value"]) - len(documents) + 1
-
+        first_seq = self._reserve_seqs(len(documents))
         ids = [ObjectId() for _ in documents]
-        writes = []
-        for offset, (job_id, (fields, run_at)) in enumerate(
-            zip(ids, documents, strict=True)
-        ):
-            fields["seq"] = first_seq + offset
-            stage = {
-                **{k: {"$literal": v} for k, v in fields.items()},
-                "created_at": NOW,
-            }
-            stage["run_at"] = run_at
-            writes.append(UpdateOne({"_id": job_id}, [{"$set": stage}], upsert=True))
+        writes = [
+            UpdateOne(
+                {"_id": job_id},
+                _insert_stages(fields, run_at, first_seq + offset),
+                upsert=True,
+            )
+            for offset, (job_id, (fields, run_at)) in enumerate(
+                zip(ids, documents, strict=True)
+            )
+        ]
 
         duplicates: dict[int, str] = {}
         try:
@@ -293,21 +320,41 @@ class Queue:
         except BulkWriteError as exc:
             for error in exc.details.get("writeErrors", []):
                 key = documents[error["index"]][0].get("idempotency_key")
-                if error.get("code") != 11000 or key is None:
+                if error.get("code") != DUPLICATE_KEY_CODE or key is None:
                     raise
                 duplicates[error["index"]] = key
 
         jobs = self._fetch_created(ids, duplicates)
-        for job in jobs:
-            log.info(
-                "job %s enqueued (type %s, queue %s, priority %d, seq %d)",
-                job.job_id,
-                job.job_type,
-                job.queue,
-                job.priority,
-                job.seq,
-            )
+        for index, job in enumerate(jobs):
+            if index not in duplicates:
+                _log_enqueued(job)
         return jobs
+
+    def _reserve_seqs(self, count: int) -> int:
+        """Reserve `count` sequence numbers atomically; return the first.
+
+        FIFO order is the order in which the database hands these out, so
+        a job whose enqueue returned before another's began sorts first.
+        """
+        counter = self.store.counters.find_one_and_update(
+            {"_id": SEQ_COUNTER_ID},
+            {"$inc": {"value": count}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert counter is not None  # upsert with ReturnDocument.AFTER
+        return int(counter["value"]) - count + 1
+
+    def _existing(self, idempotency_key: str) -> Job:
+        doc = self.store.jobs.find_one({"idempotency_key": idempotency_key})
+        if doc is None:
+            raise JobNotFound(f"no job has idempotency key {idempotency_key!r}")
+        log.info(
+            "job %s: already enqueued with idempotency key %r",
+            doc["_id"],
+            idempotency_key,
+        )
+        return Job.from_doc(doc)
 
     def _new_document(self, spec: JobSpec) -> tuple[dict[str, Any], Any]:
         """Validate a spec; return its literal fields and its run_at expression."""
