@@ -1,0 +1,154 @@
+"""The report folder of a run, its summary and the table printed at the end.
+
+A report folder holds:
+- ``summary.json``: scenario, seed, server, invariants (``{name: {ok,
+  checked, violations}}``), stats, coverage and faults;
+- ``history.jsonl``: the merged and finalized history;
+- ``final.json``: the jobs and side effects read from the database at the end;
+- ``schedule.json``: the plan (jobs and fault actions) the run used;
+- a copy of the scenario file;
+- ``events/``: the per-process history files, and ``logs/``: worker logs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.checkers.verdict import Verdict
+from harness.history import Event, FinalState, write_final, write_history
+from harness.plan import Plan
+
+DEFAULT_REPORTS_DIR = Path("reports")
+MESSAGE_CHARS = 90
+
+
+def default_report_dir(scenario: str, now: datetime | None = None) -> Path:
+    """Return ``reports/<scenario>-<UTC timestamp>``."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return DEFAULT_REPORTS_DIR / f"{scenario}-{stamp}"
+
+
+def compute_stats(
+    history: Sequence[Event], final: FinalState, duration_s: float
+) -> dict[str, Any]:
+    """Count what happened in a run, from its history and final state."""
+    counts: Counter[str] = Counter()
+    for event in history:
+        kind, f = event["type"], event["f"]
+        if kind == "ok" and f == "complete":
+            counts["completions"] += 1
+        elif kind == "fail" and event.get("error") == "stale":
+            counts["stale_writes_rejected"] += 1
+        elif kind == "ok" and f == "recover":
+            counts["recoveries"] += len(event.get("requeued", []))
+            counts["recoveries"] += len(event.get("failed", []))
+        elif kind == "unknown" and f != "execute":
+            counts["unknown_outcomes"] += 1
+        elif kind == "info" and not event.get("skipped"):
+            counts[f"info_{f}"] += 1
+
+    effects_per_job = Counter(str(effect["job"]) for effect in final["effects"])
+    states = Counter(job["state"] for job in final["jobs"])
+    return {
+        "jobs": len(final["jobs"]),
+        "jobs_by_state": dict(sorted(states.items())),
+        "completions": counts["completions"],
+        "duplicates": sum(n - 1 for n in effects_per_job.values() if n > 1),
+        "kills": counts["info_kill"],
+        "pauses": counts["info_pause"],
+        "terminations": counts["info_terminate"],
+        "db_restarts": counts["info_db_stop"],
+        "worker_crashes": counts["info_worker_crash"],
+        "recoveries": counts["recoveries"],
+        "stale_writes_rejected": counts["stale_writes_rejected"],
+        "unknown_outcomes": counts["unknown_outcomes"],
+        "events": len(history),
+        "duration_s": round(duration_s, 3),
+    }
+
+
+def _json_default(value: object) -> str:
+    return str(value)
+
+
+def write_report(
+    report_dir: Path,
+    *,
+    summary: Mapping[str, Any],
+    history: Sequence[Event],
+    final: FinalState,
+    plan: Plan,
+    scenario_path: Path,
+) -> None:
+    """Write the report files into `report_dir` (which must exist)."""
+    write_history(report_dir / "history.jsonl", history)
+    write_final(report_dir / "final.json", final)
+    (report_dir / "schedule.json").write_text(
+        plan.model_dump_json(indent=1) + "\n", encoding="utf-8"
+    )
+    shutil.copyfile(scenario_path, report_dir / scenario_path.name)
+    (report_dir / "summary.json").write_text(
+        json.dumps(summary, indent=2, default=_json_default) + "\n", encoding="utf-8"
+    )
+
+
+def invariants_summary(verdicts: Mapping[str, Verdict]) -> dict[str, Any]:
+    """Keep `ok`, `checked` and `violations` of each verdict, by name."""
+    return {
+        name: {
+            "ok": verdict["ok"],
+            "checked": verdict["checked"],
+            "violations": verdict["violations"],
+        }
+        for name, verdict in sorted(verdicts.items())
+    }
+
+
+def _first_counterexample(verdict: Verdict) -> str:
+    if not verdict["violations"]:
+        return ""
+    first = verdict["violations"][0]
+    parts = []
+    if first["job"]:
+        parts.append(f"job {first['job']}")
+    if first["tokens"]:
+        parts.append("tokens " + ",".join(str(token) for token in first["tokens"]))
+    if first["times"]:
+        parts.append("t " + ",".join(f"{time:.3f}" for time in first["times"][:3]))
+    message = first["message"]
+    if len(message) > MESSAGE_CHARS:
+        message = message[: MESSAGE_CHARS - 3] + "..."
+    parts.append(message)
+    return "; ".join(parts)
+
+
+def render_table(verdicts: Mapping[str, Verdict]) -> str:
+    """Return the invariants table: name, result, violation count, first example."""
+    rows = [("invariant", "result", "violations", "first counterexample")]
+    for name, verdict in sorted(verdicts.items()):
+        rows.append(
+            (
+                name,
+                "ok" if verdict["ok"] else "VIOLATED",
+                str(len(verdict["violations"])),
+                _first_counterexample(verdict),
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    lines = []
+    for row in rows:
+        cells = [row[column].ljust(widths[column]) for column in range(3)]
+        lines.append("  ".join([*cells, row[3]]).rstrip())
+    lines.insert(1, "  ".join("-" * width for width in widths) + "  " + "-" * 20)
+    return "\n".join(lines)
+
+
+def render_stats(stats: Mapping[str, Any]) -> str:
+    """Return the stats as one `name value` pair per line."""
+    return "\n".join(f"{name:<24} {value}" for name, value in stats.items())
