@@ -33,6 +33,7 @@ from aegis.handlers import HandlerRegistry, JobContext
 from aegis.models import Job, JobState, Lease, RecoveryResult
 from aegis.queue import ErrorInfo
 from aegis.settings import QueueSettings
+from aegis.wakeup import WorkSignal
 from aegis.workers import WorkerRegistry, default_worker_id
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ class Worker:
         worker_id: str | None = None,
         registry: WorkerRegistry | None = None,
         run_recovery: bool = True,
+        wakeup: WorkSignal | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -138,6 +140,7 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.registry = registry
         self.run_recovery = run_recovery
+        self.wakeup = wakeup
         self.stats = WorkerStats()
 
         self._stopping = threading.Event()  # no new claims
@@ -164,13 +167,15 @@ class Worker:
             self._abort.set()
         else:
             log.info("worker %s: %s received; stopping", self.worker_id, name)
-        self._stopping.set()
+        self.stop()
 
     def stop(self, *, abort: bool = False) -> None:
         """Stop claiming; with `abort`, release running jobs without waiting."""
         self._stopping.set()
         if abort:
             self._abort.set()
+        if self.wakeup is not None:
+            self.wakeup.notify()
 
     def run(self) -> WorkerStats:
         """Claim and run jobs until `stop` or a signal, then drain and return."""
@@ -206,6 +211,8 @@ class Worker:
             for thread in background:
                 thread.join(timeout=5)
             self._unregister()
+            if self.wakeup is not None:
+                self.wakeup.close()
             log.info(
                 "worker %s: stopped; %s", self.worker_id, _format_stats(self.stats)
             )
@@ -270,12 +277,19 @@ class Worker:
             backoff.reset()
             if job is None:
                 self._slots.release()
-                self._stopping.wait(idle_sleep_s)
+                self._wait_for_work(idle_sleep_s)
                 idle_sleep_s = min(idle_sleep_s * 2, self.settings.poll_interval_s)
                 continue
             idle_sleep_s = MIN_IDLE_SLEEP_S
             self.stats.claimed += 1
             self._start(job, sent_at)
+
+    def _wait_for_work(self, idle_sleep_s: float) -> None:
+        """Sleep after an empty claim, or until the change stream signals work."""
+        if self.wakeup is None:
+            self._stopping.wait(idle_sleep_s)
+        else:
+            self.wakeup.wait(self.settings.poll_interval_s)
 
     def _start(self, job: Job, sent_at: float) -> None:
         running = _RunningJob(

@@ -27,6 +27,7 @@ from aegis.metrics import InstrumentedQueue, QueueMetrics
 from aegis.queue import Queue
 from aegis.settings import DEFAULT_QUEUE, ApiSettings
 from aegis.store import redact_uri
+from aegis.wakeup import ChangeStreamWakeup
 from aegis.worker import Worker
 from aegis.workers import WorkerRegistry
 
@@ -60,6 +61,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         worker_id=args.worker_id,
         registry=WorkerRegistry(store),
+        wakeup=None if args.poll_only else ChangeStreamWakeup(store, queues),
     )
     worker.install_signal_handlers()
     worker.run()
@@ -149,6 +151,11 @@ def register(commands: Any) -> None:
         "--concurrency", type=int, default=1, help="jobs run at once (default 1)"
     )
     worker.add_argument("--worker-id", help="worker id (default: HOST-PID)")
+    worker.add_argument(
+        "--poll-only",
+        action="store_true",
+        help="poll for work instead of following a change stream when idle",
+    )
     worker.add_argument(
         "--import", dest="imports", action="append", metavar="MODULE",
         help="import MODULE to register its handlers (repeatable)",
