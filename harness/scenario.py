@@ -161,7 +161,9 @@ def _describe_error(error: Mapping[str, Any]) -> str:
 
     if kind in _BOUNDS:
         symbol, key = _BOUNDS[kind]
-        return f"must be {symbol} {context[key]} {got}"
+        bound = context[key]
+        shown = f"{bound:g}" if isinstance(bound, float) else str(bound)
+        return f"must be {symbol} {shown} {got}"
     if kind == "literal_error":
         return f"must be {context['expected']} {got}"
     if kind == "union_tag_invalid":
