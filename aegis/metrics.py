@@ -227,7 +227,7 @@ class InstrumentedQueue:
 class DatabaseCollector(Collector):
     """Gauges read from the database at each scrape.
 
-    When the database does not answer, the scrape still succeeds: it reports
+    When the database is unreachable, the scrape still succeeds: it reports
     `aegis_database_up 0` and leaves out the other gauges.
     """
 

@@ -64,7 +64,7 @@ def list_jobs(
     if before_seq is not None:
         query["seq"] = {"$lt": before_seq}
 
-    # One extra document tells whether another page exists.
+    # Fetching one extra document shows whether another page exists.
     docs = list(store.jobs.find(query).sort("seq", -1).limit(limit + 1))
     jobs = [Job.from_doc(doc) for doc in docs[:limit]]
     next_cursor = jobs[-1].seq if len(docs) > limit else None

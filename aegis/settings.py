@@ -65,7 +65,7 @@ class QueueSettings(BaseSettings):
 
 
 class StoreSettings(BaseSettings):
-    """Where the database is. An empty `MONGODB_URI` selects the embedded server."""
+    """Database location and timeouts. An unset `MONGODB_URI` selects `DEFAULT_MONGODB_URI`."""
 
     model_config = SettingsConfigDict(env_prefix="AEGIS_", extra="ignore")
 

@@ -1,4 +1,4 @@
-"""What every request needs: settings, the store, the queue and metrics."""
+"""The per-app state that requests share: settings, store, queue and metrics."""
 
 from __future__ import annotations
 
@@ -40,10 +40,10 @@ class ApiContext:
             self._attach(self.store)
 
     def open(self) -> None:
-        """Connect unless a store was given; a database that is down is not fatal.
+        """Connect to the database unless a store was given.
 
         The connection is lazy, so the API starts while the database is
-        down and answers 503 until it comes back.
+        down and returns 503 until the database is reachable again.
         """
         if self.store is not None:
             return

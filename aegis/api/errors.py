@@ -145,7 +145,7 @@ class BodyTooLarge(HTTPException):
 
 
 class BodySizeLimit:
-    """ASGI middleware: answer 413 to bodies over `max_body_bytes`.
+    """ASGI middleware that rejects bodies over `max_body_bytes` with 413.
 
     A declared `Content-Length` over the limit is rejected before the body
     is read; a body without one is counted as it arrives.

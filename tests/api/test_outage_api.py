@@ -1,4 +1,4 @@
-"""The API answers 503, not a stack trace, while the database is down."""
+"""The API returns 503, not a stack trace, while the database is down."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aegis.api import create_app
 from aegis.settings import ApiSettings, QueueSettings, StoreSettings
 
 
-def test_database_down_answers_503() -> None:
+def test_database_down_returns_503() -> None:
     # Given an API on a database server this test owns
     server = devdb.pick_server()
     server.start()
@@ -32,7 +32,7 @@ def test_database_down_answers_503() -> None:
             # When the server stops
             server.stop()
 
-            # Then every database-backed endpoint answers 503 with a message
+            # Then every database-backed endpoint returns 503 with a message
             calls = [
                 client.get("/jobs"),
                 client.get(f"/jobs/{job_id}"),
@@ -49,7 +49,7 @@ def test_database_down_answers_503() -> None:
                 assert "database unavailable" in response.json()["detail"]
                 assert response.headers["retry-after"] == "5"
 
-            # And the process itself still answers
+            # And the process itself still serves requests
             assert client.get("/healthz").status_code == 200
             metrics = client.get("/metrics")
             assert metrics.status_code == 200

@@ -18,6 +18,6 @@ def healthz() -> StatusPublic:
 
 @router.get("/readyz", responses={503: {"description": "the database is unreachable"}})
 def readyz(store: StoreDep) -> StatusPublic:
-    """Return 200 when the database answers a ping, else 503."""
+    """Return 200 when a database ping succeeds, else 503."""
     store.ping()
     return StatusPublic(status="ready")
