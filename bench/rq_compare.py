@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.servers import RedisTarget, redis_server
 from bench.throughput import DRAIN_TIMEOUT_S, ThroughputResult, wait_for_count
@@ -113,3 +114,15 @@ def measure_rq(redis_executable: str, workers: int, jobs: int) -> ThroughputResu
             jobs_per_s=round(jobs / wall_s, 1),
             steady_jobs_per_s=round(_steady_rate(target, jobs), 1),
         )
+
+
+def describe_redis(redis_executable: str) -> dict[str, Any]:
+    """Return the version and persistence settings of a default `redis-server`."""
+    import rq
+
+    with redis_server(redis_executable) as target:
+        return {
+            "redis_version": target.version,
+            "rq_version": rq.__version__,
+            "persistence": target.persistence,
+        }

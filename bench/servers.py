@@ -75,6 +75,7 @@ class RedisTarget:
     url: str
     version: str
     pid: int
+    persistence: dict[str, str]  # CONFIG GET of save, appendonly, appendfsync
 
 
 @contextlib.contextmanager
@@ -103,7 +104,7 @@ def redis_server(executable: str) -> Iterator[RedisTarget]:
     )
     url = f"redis://127.0.0.1:{port}/0"
     try:
-        client = redis.Redis.from_url(url)
+        client = redis.Redis.from_url(url, decode_responses=True)
         deadline = time.monotonic() + REDIS_START_TIMEOUT_S
         while True:
             try:
@@ -115,8 +116,13 @@ def redis_server(executable: str) -> Iterator[RedisTarget]:
                         f"redis-server did not start; see {data_dir / 'redis.log'}"
                     ) from None
                 time.sleep(0.05)
+        persistence: dict[str, str] = {}
+        for name in ("save", "appendonly", "appendfsync"):
+            persistence.update(
+                {str(k): str(v) for k, v in client.config_get(name).items()}
+            )
         client.close()
-        yield RedisTarget(url, str(info["redis_version"]), process.pid)
+        yield RedisTarget(url, str(info["redis_version"]), process.pid, persistence)
     finally:
         process.terminate()
         try:
