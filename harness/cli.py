@@ -102,15 +102,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(render_table(result.verdicts))
     print()
     print(render_stats(result.summary["stats"]))
-    missing = result.summary["coverage"]["missing"]
-    if missing:
-        print(f"\nexpected but not seen: {', '.join(missing)}")
+    for message in result.summary["coverage"]["missing"]:
+        print(f"coverage: {message}")
     print(f"\nreport: {result.report_dir}")
-    if result.ok:
-        print("all invariants hold")
-        return EXIT_OK
-    print("invariants VIOLATED")
-    return EXIT_VIOLATED
+    if not result.invariants_hold:
+        print("invariants VIOLATED")
+        return EXIT_VIOLATED
+    if not result.ok:
+        print("all invariants hold, but the run missed events the scenario expects")
+        return EXIT_VIOLATED
+    print("all invariants hold")
+    return EXIT_OK
 
 
 def cmd_list(args: argparse.Namespace) -> int:

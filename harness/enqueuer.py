@@ -78,7 +78,7 @@ class Enqueuer(threading.Thread):
                 log.warning(
                     "enqueue of job %d failed (%s); retrying in %.1f s",
                     planned.index,
-                    exc,
+                    type(exc).__name__,
                     RETRY_DELAY_S,
                 )
                 self.stop_event.wait(RETRY_DELAY_S)

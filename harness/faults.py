@@ -6,8 +6,9 @@
 `FaultRunner` takes the fault actions of a `harness.plan.Plan` (a start
 action and its heal action per occurrence, at offsets from the start of the
 fault phase) and moves the matching state machines when each action is due.
-Every start and heal, and every skip, is an ``info`` event in the history
-with its target. Random choices made while a run goes on (which busy worker
+Every start and heal is an ``info`` event in the history named after the
+action, with its target; a skipped fault is a ``fault_skipped`` event with
+the fault's name and the reason. Random choices made while a run goes on (which busy worker
 a kill hits when the planned one is idle) use an RNG seeded from the
 scenario seed.
 """
@@ -25,7 +26,7 @@ from typing import Any, ClassVar
 from aegis.devdb import EmbeddedServer
 from harness.live import LiveHistory
 from harness.plan import FaultAction
-from harness.processes import WorkerPool, WorkerSlot, faketime_available
+from harness.processes import WorkerPool, WorkerSlot, clock_skew_problem
 from harness.proxy import TcpProxy
 from harness.recording import EventLog
 
@@ -88,7 +89,13 @@ class Fault:
             self.state = FaultState.SKIPPED
             self.skip_reason = str(exc)
             log.warning("%s fault skipped: %s", self.kind, exc)
-            ctx.events.info(self.start_action, skipped=str(exc), **self._describe(ctx))
+            # A name of its own, so no checker mistakes it for the fault itself.
+            ctx.events.info(
+                "fault_skipped",
+                fault=self.start_action,
+                reason=str(exc),
+                **self._describe(ctx),
+            )
             return
         self.state = FaultState.FAULTED
         if self.target is not None:
@@ -107,10 +114,15 @@ class Fault:
         ctx.events.info(self.heal_action, **self._describe(ctx), **details)
 
     def _describe(self, ctx: FaultContext) -> dict[str, Any]:
+        """Return the fields that name the fault and its target in an event.
+
+        An event about a worker carries the worker's own process label and
+        pid, so checkers can tie it to that process's operations.
+        """
         described: dict[str, Any] = {"fault_index": self.fault_index}
         if self.target is not None:
             slot = ctx.pool.slots[self.target]
-            described.update(target=slot.label, target_pid=slot.pid)
+            described.update(target=slot.label, process=slot.label, pid=slot.pid)
         return described
 
     def _start(self, ctx: FaultContext) -> dict[str, Any]:
@@ -152,7 +164,7 @@ class KillFault(Fault):
         running = sorted(ctx.live.running_jobs(slot.worker_id))
         slot.wanted = False
         ctx.pool.send(slot, signal.SIGKILL)
-        return {"pid": slot.pid, "running_jobs": running}
+        return {"running_jobs": running}
 
     def _pick_busy_worker(self, ctx: FaultContext) -> int:
         """Keep the planned target if it runs a job, else pick a busy one."""
@@ -185,7 +197,7 @@ class TerminateFault(Fault):
         _require_alive(slot)
         slot.wanted = False
         ctx.pool.send(slot, signal.SIGTERM)
-        return {"pid": slot.pid}
+        return {}
 
     def _heal(self, ctx: FaultContext) -> dict[str, Any]:
         # The pool starts the new process once the draining one has exited.
@@ -204,12 +216,12 @@ class PauseFault(Fault):
         _require_alive(slot)
         running = sorted(ctx.live.running_jobs(slot.worker_id))
         ctx.pool.send(slot, signal.SIGSTOP)
-        return {"pid": slot.pid, "running_jobs": running}
+        return {"running_jobs": running}
 
     def _heal(self, ctx: FaultContext) -> dict[str, Any]:
         slot = self._slot(ctx)
         ctx.pool.send(slot, signal.SIGCONT)
-        return {"pid": slot.pid}
+        return {}
 
 
 class DbRestartFault(Fault):
@@ -260,18 +272,17 @@ class LatencyFault(Fault):
 class ClockSkewFault(Fault):
     """Restart a worker under libfaketime with its wall clock shifted.
 
-    Only the wall clock moves (`DONT_FAKE_MONOTONIC=1`), so history times stay
-    comparable; lease decisions use the database clock and should not change.
+    Only the wall clock moves, so history times stay comparable. Lease
+    decisions use the database clock, so the skew should change nothing.
     """
 
     start_action = "clock_skew"
     heal_action = "clock_skew"
 
     def _start(self, ctx: FaultContext) -> dict[str, Any]:
-        if not faketime_available():
-            raise FaultSkipped(
-                "the faketime command is not installed (Debian package faketime)"
-            )
+        problem = clock_skew_problem()
+        if problem is not None:
+            raise FaultSkipped(problem)
         offset_s = float(self.params.get("offset_s", 0.0))
         self._restart_with_offset(ctx, offset_s)
         return {"offset_s": offset_s}

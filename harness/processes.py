@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
+import glob
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +33,14 @@ from typing import IO, Any
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
-FAKETIME_COMMAND = "faketime"
+# Where Debian's faketime package puts libfaketime; the MT build is for
+# multi-threaded programs such as a worker.
+FAKETIME_LIBRARY_PATTERNS = (
+    "/usr/lib/*/faketime/libfaketimeMT.so.1",
+    "/usr/lib/faketime/libfaketimeMT.so.1",
+    "/usr/local/lib/faketime/libfaketimeMT.so.1",
+)
+FAKETIME_PROBE_TIMEOUT_S = 20.0
 # A worker that died on its own (a poison job) is started again after this.
 CRASH_RESTART_DELAY_S = 0.5
 
@@ -63,8 +71,59 @@ def start_child(
     )
 
 
-def faketime_available() -> bool:
-    return shutil.which(FAKETIME_COMMAND) is not None
+def faketime_library() -> str | None:
+    """Return the path of libfaketime, or None if it is not installed."""
+    for pattern in FAKETIME_LIBRARY_PATTERNS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+def faketime_env(library: str, offset_s: float) -> dict[str, str]:
+    """Return the environment that shifts a child's wall clock by `offset_s`.
+
+    Only the wall clock moves: the monotonic clock stays real, so history
+    times of all processes stay comparable.
+    """
+    return {
+        "LD_PRELOAD": library,
+        "FAKETIME": f"{offset_s:+g}s",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        "DONT_FAKE_MONOTONIC": "1",
+    }
+
+
+@functools.cache
+def clock_skew_problem() -> str | None:
+    """Return why clock skew cannot be applied here, or None if it can.
+
+    Runs a short Python child under libfaketime that sleeps and waits on a
+    thread event, as a worker does.
+    """
+    library = faketime_library()
+    if library is None:
+        return "libfaketime is not installed (Debian package faketime)"
+    probe = "import threading, time; time.sleep(0.01); threading.Event().wait(0.01)"
+    env = {**os.environ, **faketime_env(library, 60.0)}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", probe],
+            env=env,
+            capture_output=True,
+            timeout=FAKETIME_PROBE_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"a Python child under {library} timed out in time.sleep"
+    if result.returncode != 0:
+        lines = result.stderr.decode(errors="replace").strip().splitlines()
+        error = lines[-1] if lines else f"exit code {result.returncode}"
+        return (
+            f"{library} breaks time.sleep in Python when the monotonic clock "
+            f"is not faked ({error})"
+        )
+    return None
 
 
 @dataclass
@@ -138,16 +197,17 @@ class WorkerPool:
         ]  # fmt: skip
         if config.break_name:
             command += ["--break", config.break_name]
-        if slot.clock_offset_s:
-            # Only the wall clock moves: history times stay comparable.
-            command = [FAKETIME_COMMAND, "-f", f"{slot.clock_offset_s:+g}s", *command]
         return command
 
     def start(self, slot: WorkerSlot) -> None:
         """Start a new process in `slot`."""
         slot.incarnation += 1
         env = dict(os.environ)
-        env["DONT_FAKE_MONOTONIC"] = "1"
+        library = faketime_library()
+        if slot.clock_offset_s and library is not None:
+            # The library is preloaded into Python itself, with no wrapper
+            # process, so signals from faults reach the worker.
+            env.update(faketime_env(library, slot.clock_offset_s))
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.config.log_dir / f"{slot.label}.{slot.incarnation}.log"
         if slot.log_file is not None:
@@ -187,12 +247,12 @@ class WorkerPool:
             slot.paused = False
         return True
 
-    def supervise(self) -> list[tuple[WorkerSlot, int]]:
+    def supervise(self) -> list[tuple[WorkerSlot, int, int]]:
         """Restart wanted slots whose process exited; return unexpected exits.
 
         An exit is unexpected when nothing asked the process to stop (a
         poison job killed it, or it failed). Each such exit is returned once,
-        as (slot, exit code), when it is first seen.
+        as (slot, pid, exit code), when it is first seen.
         """
         unexpected = []
         now = time.monotonic()
@@ -204,7 +264,7 @@ class WorkerPool:
                 if not slot.stop_requested:
                     code = slot.process.returncode
                     self.crashes += 1
-                    unexpected.append((slot, code))
+                    unexpected.append((slot, slot.process.pid, code))
                     log.warning(
                         "worker %s (pid %d) exited with code %s; starting it again",
                         slot.label,

@@ -89,6 +89,7 @@ class TcpProxy:
         self._accept_thread: threading.Thread | None = None
         self.connections_accepted = 0
         self.connections_dropped = 0
+        self.upstream_failures = 0
 
     @property
     def port(self) -> int:
@@ -176,9 +177,19 @@ class TcpProxy:
         try:
             upstream = socket.create_connection(self.upstream, timeout=5)
         except OSError as exc:
-            log.warning("proxy could not reach %s:%d: %s", *self.upstream, exc)
+            self.upstream_failures += 1
+            # Log the first failure of an outage; the rest only count.
+            level = logging.WARNING if self.upstream_failures == 1 else logging.DEBUG
+            log.log(level, "proxy connection to %s:%d failed: %s", *self.upstream, exc)
             _close(client)
             return
+        if self.upstream_failures:
+            log.warning(
+                "proxy reached %s:%d again after %d failed connections",
+                *self.upstream,
+                self.upstream_failures,
+            )
+            self.upstream_failures = 0
         upstream.settimeout(None)
         for conn in (client, upstream):
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

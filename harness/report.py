@@ -39,9 +39,12 @@ def compute_stats(
 ) -> dict[str, Any]:
     """Count what happened in a run, from its history and final state."""
     counts: Counter[str] = Counter()
+    handler_successes: Counter[str] = Counter()
     for event in history:
         kind, f = event["type"], event["f"]
-        if kind == "ok" and f == "complete":
+        if kind == "ok" and f == "execute":
+            handler_successes[str(event.get("job"))] += 1
+        elif kind == "ok" and f == "complete":
             counts["completions"] += 1
         elif kind == "fail" and event.get("error") == "stale":
             counts["stale_writes_rejected"] += 1
@@ -50,23 +53,27 @@ def compute_stats(
             counts["recoveries"] += len(event.get("failed", []))
         elif kind == "unknown" and f != "execute":
             counts["unknown_outcomes"] += 1
-        elif kind == "info" and not event.get("skipped"):
+        elif kind == "info" and f == "worker_exit" and event.get("exit_code"):
+            counts["worker_crashes"] += 1
+        elif kind == "info":
             counts[f"info_{f}"] += 1
 
-    effects_per_job = Counter(str(effect["job"]) for effect in final["effects"])
     states = Counter(job["state"] for job in final["jobs"])
     return {
         "jobs": len(final["jobs"]),
         "jobs_by_state": dict(sorted(states.items())),
         "completions": counts["completions"],
-        "duplicates": sum(n - 1 for n in effects_per_job.values() if n > 1),
+        # Handler runs that succeeded beyond the first one of their job.
+        "duplicates": sum(n - 1 for n in handler_successes.values() if n > 1),
+        "side_effects": len(final["effects"]),
         "kills": counts["info_kill"],
         "pauses": counts["info_pause"],
         "terminations": counts["info_terminate"],
         "db_restarts": counts["info_db_stop"],
-        "worker_crashes": counts["info_worker_crash"],
+        "worker_crashes": counts["worker_crashes"],
         "recoveries": counts["recoveries"],
         "stale_writes_rejected": counts["stale_writes_rejected"],
+        "faults_skipped": counts["info_fault_skipped"],
         "unknown_outcomes": counts["unknown_outcomes"],
         "events": len(history),
         "duration_s": round(duration_s, 3),

@@ -19,14 +19,12 @@ Every child process is ended when `run` returns or raises, Ctrl-C included.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import pkgutil
 import random
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +40,8 @@ from aegis.store import Store
 from harness import checkers
 from harness.breaks import check_break
 from harness.chaos_jobs import EFFECTS
+from harness.checkers import CheckParams
+from harness.checkers.duplicates import summarize as summarize_duplicates
 from harness.checkers.verdict import Verdict
 from harness.database import (
     RunDatabase,
@@ -67,8 +67,6 @@ from harness.report import (
 from harness.scenario import Scenario, load_scenario
 
 log = logging.getLogger(__name__)
-
-CheckAll = Callable[[list[Event], FinalState], dict[str, Verdict]]
 
 TICK_S = 0.1
 PROGRESS_INTERVAL_S = 2.0
@@ -96,10 +94,16 @@ class RunResult:
     report_dir: Path
     summary: dict[str, Any]
     verdicts: dict[str, Verdict]
+    coverage: Verdict
+
+    @property
+    def invariants_hold(self) -> bool:
+        return all(verdict["ok"] for verdict in self.verdicts.values())
 
     @property
     def ok(self) -> bool:
-        return all(verdict["ok"] for verdict in self.verdicts.values())
+        """True when every invariant holds and every expected event happened."""
+        return self.invariants_hold and self.coverage["ok"]
 
 
 def worker_settings(scenario: Scenario) -> dict[str, float]:
@@ -133,22 +137,13 @@ def _sigterm_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_checkers(history: list[Event], final: FinalState) -> dict[str, Verdict]:
-    """Run every checker through `harness.checkers.run_all`.
-
-    Without `run_all`, run the `check(history, final)` function of each module
-    in `harness.checkers`, named after its module.
-    """
-    run_all: CheckAll | None = getattr(checkers, "run_all", None)
-    if run_all is not None:
-        return run_all(history, final)
-    verdicts: dict[str, Verdict] = {}
-    for module_info in pkgutil.iter_modules(checkers.__path__):
-        module = importlib.import_module(f"{checkers.__name__}.{module_info.name}")
-        check = getattr(module, "check", None)
-        if callable(check):
-            verdicts[module_info.name] = check(history, final)
-    return verdicts
+def run_checkers(
+    history: list[Event], final: FinalState, scenario: Scenario
+) -> tuple[dict[str, Verdict], Verdict]:
+    """Run every checker; return the invariant verdicts and the coverage verdict."""
+    verdicts = checkers.run_all(history, final, CheckParams.from_scenario(scenario))
+    coverage = verdicts.pop("coverage")
+    return verdicts, coverage
 
 
 class Run:
@@ -300,10 +295,11 @@ class Run:
             raise enqueuer.error
 
     def _tick(self, pool: WorkerPool, ctx_events: EventLog) -> None:
-        for slot, code in pool.supervise():
-            # The pid names the process whose open operations end here.
+        for slot, pid, code in pool.supervise():
+            # Written for the worker that could not write it: its label and
+            # pid tie the exit to that process's unfinished operations.
             ctx_events.info(
-                "worker_crash", target=slot.label, pid=slot.pid, exit_code=code
+                "worker_exit", process=slot.label, pid=pid, exit_code=code, crashed=True
             )
         self.live.poll()
 
@@ -361,7 +357,8 @@ class Run:
     ) -> RunResult:
         paths = sorted(self.events_dir.glob("*.jsonl"))
         history = finalize(merge(paths))
-        verdicts = run_checkers(history, final)
+        verdicts, coverage = run_checkers(history, final, self.scenario)
+        duplicates = summarize_duplicates(history, final)
         stored = store_history(store, history)
         summary: dict[str, Any] = {
             "scenario": self.scenario.name,
@@ -372,7 +369,17 @@ class Run:
             "ok": all(verdict["ok"] for verdict in verdicts.values()),
             "invariants": invariants_summary(verdicts),
             "stats": compute_stats(history, final, duration_s),
-            "coverage": _coverage(verdicts, self.scenario, history),
+            "coverage": {
+                "ok": coverage["ok"],
+                "expected": list(self.scenario.expect),
+                "missing": [v["message"] for v in coverage["violations"]],
+                "counts": coverage.get("stats", {}),
+            },
+            "duplicates": {
+                "jobs": duplicates["jobs"],
+                "extra_executions": duplicates["extra_executions"],
+                "by_reason": duplicates["by_reason"],
+            },
             "faults": self.meta.get("fault_counts", {}),
             "drained": self.meta.get("drained"),
             "history_events_stored": stored,
@@ -385,7 +392,7 @@ class Run:
             plan=self.plan,
             scenario_path=self.options.scenario_path,
         )
-        return RunResult(self.report_dir, summary, verdicts)
+        return RunResult(self.report_dir, summary, verdicts, coverage)
 
 
 def _all_ended(store: Store) -> bool:
@@ -398,25 +405,6 @@ def _all_ended(store: Store) -> bool:
         log.info("drain check failed: %s", exc)
         return False
     return open_jobs == 0
-
-
-def _coverage(
-    verdicts: dict[str, Verdict], scenario: Scenario, history: list[Event]
-) -> dict[str, Any]:
-    """Return which expected events the run produced."""
-    coverage_verdict = verdicts.get("coverage")
-    if coverage_verdict is not None and "stats" in coverage_verdict:
-        seen = dict(coverage_verdict["stats"])
-    else:
-        seen = {}
-        for event in history:
-            if event["type"] == "info" and not event.get("skipped"):
-                seen[event["f"]] = seen.get(event["f"], 0) + 1
-    return {
-        "expected": list(scenario.expect),
-        "seen": seen,
-        "missing": [name for name in scenario.expect if not seen.get(name)],
-    }
 
 
 def run(options: RunOptions) -> RunResult:
