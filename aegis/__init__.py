@@ -2,8 +2,8 @@
 
 from aegis.errors import AegisError, JobCancelled, LeaseLost
 from aegis.handlers import HandlerRegistry, JobContext, handler, registry
-from aegis.models import Job, JobState
-from aegis.queue import ErrorInfo, JobSpec, Queue
+from aegis.models import ErrorInfo, Job, JobState
+from aegis.queue import JobSpec, Queue
 from aegis.settings import QueueSettings
 from aegis.store import Store, connect
 from aegis.worker import Worker

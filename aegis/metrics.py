@@ -21,9 +21,9 @@ from prometheus_client.registry import Collector
 from pymongo.errors import PyMongoError
 
 from aegis.errors import StoreError
-from aegis.models import Job, JobState, Lease, RecoveryResult
+from aegis.models import ErrorInfo, Job, JobState, Lease, RecoveryResult
 from aegis.queries import count_by_queue_and_state, job_labels
-from aegis.queue import ErrorInfo, JobSpec, Queue
+from aegis.queue import JobSpec, Queue
 from aegis.settings import QueueSettings
 from aegis.workers import WorkerRegistry
 
@@ -129,29 +129,11 @@ class InstrumentedQueue:
     def enqueue_many_reporting(
         self, specs: Sequence[JobSpec]
     ) -> list[tuple[Job, bool]]:
-        """Enqueue like `Queue.enqueue_many`; pair each job with whether it is new.
-
-        A job is not new when its idempotency key already existed. That is
-        decided by comparing its `created_at` with the database clock read
-        just before the insert, which costs one extra round trip when a spec
-        has a key.
-        """
-        # NOTE: if another request inserts the same key between that clock
-        # read and this insert, both requests report the job as new.
-        before = None
-        if any(spec.idempotency_key is not None for spec in specs):
-            before = self.queue.store.server_time()
-        jobs = self.queue.enqueue_many(specs)
-        reported = []
-        for job in jobs:
-            is_new = (
-                before is None
-                or job.idempotency_key is None
-                or job.created_at >= before
-            )
+        """Enqueue like `Queue.enqueue_many_reporting`, counting new jobs."""
+        reported = self.queue.enqueue_many_reporting(specs)
+        for job, is_new in reported:
             if is_new:
                 self.metrics.enqueued.labels(job.queue, job.job_type).inc()
-            reported.append((job, is_new))
         return reported
 
     def claim(self, worker_id: str, queues: Sequence[str]) -> Job | None:

@@ -70,6 +70,21 @@ class ErrorRecord:
 
 
 @dataclass(frozen=True)
+class ErrorInfo:
+    """What went wrong in one attempt, as stored in the job's error history."""
+
+    error_type: str
+    message: str
+    traceback: str | None = None
+
+    @classmethod
+    def from_exception(
+        cls, exc: BaseException, traceback: str | None = None
+    ) -> ErrorInfo:
+        return cls(type(exc).__name__, str(exc), traceback)
+
+
+@dataclass(frozen=True)
 class Job:
     """A snapshot of one job document."""
 

@@ -23,32 +23,36 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import bson
 from bson import ObjectId
-from bson.errors import BSONError, InvalidId
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.operations import UpdateOne
 
-from aegis.errors import (
-    InvalidJob,
-    InvalidTransition,
-    JobNotFound,
-    LeaseLost,
-    PayloadTooLarge,
+from aegis.errors import InvalidJob, InvalidTransition, JobNotFound, LeaseLost
+from aegis.expressions import (
+    BELOW_CAP,
+    LEASE_EXPIRED,
+    LEASE_VALID,
+    NOW,
+    RUNNABLE_NOW,
+    backoff_run_at,
+    date_after_ms,
+    end_attempt_stages,
+    error_entry,
+    insert_stages,
+    lease_end,
 )
 from aegis.models import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_PRIORITY,
-    MAX_ERROR_HISTORY,
     MAX_PRIORITY,
     MIN_PRIORITY,
+    ErrorInfo,
     Job,
     JobState,
     Lease,
@@ -57,34 +61,33 @@ from aegis.models import (
 )
 from aegis.settings import DEFAULT_QUEUE, QueueSettings
 from aegis.store import SEQ_COUNTER_ID, Store
+from aegis.validation import (
+    MAX_MAX_RETRIES,
+    check_delay_s,
+    check_idempotency_key,
+    check_int,
+    check_name,
+    check_payload,
+    check_result,
+    check_run_at,
+    parse_job_id,
+)
 
 log = logging.getLogger(__name__)
 
-# MongoDB rejects documents over 16 MiB. A payload may use all of that except
-# room for the job's own fields and its error history.
-MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
-MAX_PAYLOAD_BYTES = MAX_DOCUMENT_BYTES - 512 * 1024
-MAX_RESULT_BYTES = 1024 * 1024
-MAX_MAX_RETRIES = 1000
-MAX_ERROR_MESSAGE_CHARS = 2000
-MAX_TRACEBACK_CHARS = 4000
-
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
-
-NOW = "$$NOW"
+# MongoDB's error code for a unique index violation.
+DUPLICATE_KEY_CODE = 11000
 
 
-def _ms_until(field: str) -> dict[str, Any]:
-    """Milliseconds from `$$NOW` to a date field (negative once it passed)."""
-    return {"$dateDiff": {"startDate": NOW, "endDate": field, "unit": "millisecond"}}
-
-
-# NOTE: SecantusDB 0.7.0b3 evaluates `$gt`/`$lt` between a date field and
-# `$$NOW` as false (and `$gte`/`$lte` as true) whatever the dates are, so
-# every clock test goes through `$dateDiff`, which it and MongoDB agree on.
-LEASE_VALID = {"$gt": [_ms_until("$lease_expires_at"), 0]}
-LEASE_EXPIRED = {"$lte": [_ms_until("$lease_expires_at"), 0]}
-RUNNABLE_NOW = {"$lte": [_ms_until("$run_at"), 0]}
+def _log_enqueued(job: Job) -> None:
+    log.info(
+        "job %s enqueued (type %s, queue %s, priority %d, seq %d)",
+        job.job_id,
+        job.job_type,
+        job.queue,
+        job.priority,
+        job.seq,
+    )
 
 
 @dataclass(frozen=True)
@@ -99,135 +102,6 @@ class JobSpec:
     run_at: datetime | None = None
     delay_s: float | None = None
     idempotency_key: str | None = None
-
-
-@dataclass(frozen=True)
-class ErrorInfo:
-    """What went wrong in one attempt, as stored in the job's error history."""
-
-    error_type: str
-    message: str
-    traceback: str | None = None
-
-    @classmethod
-    def from_exception(
-        cls, exc: BaseException, traceback: str | None = None
-    ) -> ErrorInfo:
-        return cls(type(exc).__name__, str(exc), traceback)
-
-
-def parse_job_id(job_id: str | ObjectId) -> ObjectId:
-    """Return the ObjectId for a job id, or raise `InvalidJob` if malformed."""
-    if isinstance(job_id, ObjectId):
-        return job_id
-    try:
-        return ObjectId(job_id)
-    except (InvalidId, TypeError):
-        raise InvalidJob(
-            f"invalid job id {job_id!r}: expected 24 hexadecimal characters"
-        ) from None
-
-
-def _check_name(kind: str, value: object) -> str:
-    if not isinstance(value, str) or not NAME_PATTERN.match(value):
-        raise InvalidJob(
-            f"invalid {kind} {value!r}: expected 1-200 characters of "
-            "letters, digits, '_', '.', ':' or '-'"
-        )
-    return value
-
-
-def _check_int(kind: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidJob(f"invalid {kind} {value!r}: expected an integer")
-    if not low <= value <= high:
-        raise InvalidJob(f"invalid {kind} {value}: expected {low} to {high}")
-    return value
-
-
-def check_payload(payload: object) -> dict[str, Any]:
-    """Return the payload as a dict, or raise if it is not a storable object."""
-    if payload is None:
-        return {}
-    if not isinstance(payload, Mapping):
-        raise InvalidJob(
-            f"invalid payload: expected a JSON object, got {type(payload).__name__}"
-        )
-    try:
-        size = len(bson.encode(dict(payload)))
-    except (BSONError, TypeError, OverflowError) as exc:
-        raise InvalidJob(
-            f"invalid payload: cannot be stored in MongoDB ({exc})"
-        ) from None
-    if size > MAX_PAYLOAD_BYTES:
-        raise PayloadTooLarge(
-            f"payload is {size} bytes as BSON; the maximum is {MAX_PAYLOAD_BYTES} bytes"
-        )
-    return dict(payload)
-
-
-def _lease_end(lease_ttl_s: float) -> dict[str, Any]:
-    return {
-        "$dateAdd": {
-            "startDate": NOW,
-            "unit": "millisecond",
-            "amount": int(lease_ttl_s * 1000),
-        }
-    }
-
-
-def _error_entry(error: ErrorInfo) -> dict[str, Any]:
-    """A pipeline expression for one error-history entry stamped with `$$NOW`."""
-    literal = {
-        "error_type": error.error_type[:200],
-        "message": error.message[:MAX_ERROR_MESSAGE_CHARS],
-        "traceback": error.traceback[-MAX_TRACEBACK_CHARS:]
-        if error.traceback
-        else None,
-    }
-    # $literal keeps user text such as "$foo" from being read as a field path.
-    return {
-        "$mergeObjects": [
-            {"$literal": literal},
-            {"attempt": "$attempts", "worker_id": "$worker_id", "at": NOW},
-        ]
-    }
-
-
-def _append_error(entry: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "$slice": [
-            {"$concatArrays": [{"$ifNull": ["$errors", []]}, [entry]]},
-            -MAX_ERROR_HISTORY,
-        ]
-    }
-
-
-DUPLICATE_KEY_CODE = 11000
-
-
-def _insert_stages(
-    fields: dict[str, Any], run_at: Any, seq: int
-) -> list[dict[str, Any]]:
-    """An upsert pipeline that inserts a new job stamped with `$$NOW`."""
-    stage: dict[str, Any] = {key: {"$literal": value} for key, value in fields.items()}
-    stage.update({"seq": seq, "created_at": NOW, "run_at": run_at})
-    return [{"$set": stage}]
-
-
-def _log_enqueued(job: Job) -> None:
-    log.info(
-        "job %s enqueued (type %s, queue %s, priority %d, seq %d)",
-        job.job_id,
-        job.job_type,
-        job.queue,
-        job.priority,
-        job.seq,
-    )
-
-
-CANCEL_REQUESTED = {"$eq": ["$cancel_requested", True]}
-BELOW_CAP = {"$lt": ["$attempts", {"$add": ["$max_retries", 1]}]}
 
 
 class Queue:
@@ -279,7 +153,7 @@ class Queue:
         try:
             doc = self.store.jobs.find_one_and_update(
                 {"_id": ObjectId()},
-                _insert_stages(fields, run_at_expression, seq),
+                insert_stages(fields, run_at_expression, seq),
                 upsert=True,
                 return_document=ReturnDocument.AFTER,
             )
@@ -298,6 +172,15 @@ class Queue:
         Validates every spec before writing any. Jobs whose idempotency key
         already exists are returned as stored, not inserted again.
         """
+        return [job for job, _ in self.enqueue_many_reporting(specs)]
+
+    def enqueue_many_reporting(
+        self, specs: Sequence[JobSpec]
+    ) -> list[tuple[Job, bool]]:
+        """Like `enqueue_many`, pairing each job with whether this call created it.
+
+        A job is not new when its idempotency key already existed.
+        """
         documents = [self._new_document(spec) for spec in specs]
         if not documents:
             return []
@@ -306,7 +189,7 @@ class Queue:
         writes = [
             UpdateOne(
                 {"_id": job_id},
-                _insert_stages(fields, run_at, first_seq + offset),
+                insert_stages(fields, run_at, first_seq + offset),
                 upsert=True,
             )
             for offset, (job_id, (fields, run_at)) in enumerate(
@@ -328,7 +211,7 @@ class Queue:
         for index, job in enumerate(jobs):
             if index not in duplicates:
                 _log_enqueued(job)
-        return jobs
+        return [(job, index not in duplicates) for index, job in enumerate(jobs)]
 
     def _reserve_seqs(self, count: int) -> int:
         """Reserve `count` sequence numbers atomically; return the first.
@@ -356,16 +239,17 @@ class Queue:
         )
         return Job.from_doc(doc)
 
-    def _new_document(self, spec: JobSpec) -> tuple[dict[str, Any], Any]:
+    @staticmethod
+    def _new_document(spec: JobSpec) -> tuple[dict[str, Any], Any]:
         """Validate a spec; return its literal fields and its run_at expression."""
         fields: dict[str, Any] = {
-            "queue": _check_name("queue", spec.queue),
-            "job_type": _check_name("job type", spec.job_type),
+            "queue": check_name("queue", spec.queue),
+            "job_type": check_name("job type", spec.job_type),
             "payload": check_payload(spec.payload),
-            "priority": _check_int(
+            "priority": check_int(
                 "priority", spec.priority, MIN_PRIORITY, MAX_PRIORITY
             ),
-            "max_retries": _check_int(
+            "max_retries": check_int(
                 "max_retries", spec.max_retries, 0, MAX_MAX_RETRIES
             ),
             "state": JobState.QUEUED.value,
@@ -375,40 +259,13 @@ class Queue:
             "cancel_requested": False,
         }
         if spec.idempotency_key is not None:
-            if (
-                not isinstance(spec.idempotency_key, str)
-                or not 1 <= len(spec.idempotency_key) <= 200
-            ):
-                raise InvalidJob(
-                    "invalid idempotency key: expected a string of 1-200 characters"
-                )
-            fields["idempotency_key"] = spec.idempotency_key
-
+            fields["idempotency_key"] = check_idempotency_key(spec.idempotency_key)
         if spec.run_at is not None and spec.delay_s is not None:
             raise InvalidJob("give run_at or delay_s, not both")
         if spec.run_at is not None:
-            if spec.run_at.tzinfo is None:
-                raise InvalidJob("invalid run_at: expected a timezone-aware datetime")
-            return fields, {"$literal": spec.run_at}
-        delay_s = spec.delay_s or 0.0
-        if (
-            isinstance(delay_s, bool)
-            or not isinstance(delay_s, int | float)
-            or delay_s < 0
-        ):
-            raise InvalidJob(
-                f"invalid delay_s {spec.delay_s!r}: expected a number >= 0"
-            )
-        if delay_s == 0:
-            return fields, NOW
-        run_at = {
-            "$dateAdd": {
-                "startDate": NOW,
-                "unit": "millisecond",
-                "amount": int(delay_s * 1000),
-            }
-        }
-        return fields, run_at
+            return fields, {"$literal": check_run_at(spec.run_at)}
+        delay_s = check_delay_s(spec.delay_s or 0.0)
+        return fields, date_after_ms(int(delay_s * 1000)) if delay_s else NOW
 
     def _fetch_created(
         self, ids: list[ObjectId], duplicates: dict[int, str]
@@ -458,7 +315,7 @@ class Queue:
                         "claimed_at": NOW,
                         "heartbeat_at": NOW,
                         "started_at": {"$ifNull": ["$started_at", NOW]},
-                        "lease_expires_at": _lease_end(self.settings.lease_ttl_s),
+                        "lease_expires_at": lease_end(self.settings.lease_ttl_s),
                     }
                 }
             ],
@@ -517,7 +374,7 @@ class Queue:
     def renew(self, job_id: str | ObjectId, token: int) -> Lease:
         """Extend the lease to `$$NOW + lease_ttl_s`; raise `LeaseLost` if stale."""
         stage = {
-            "lease_expires_at": _lease_end(self.settings.lease_ttl_s),
+            "lease_expires_at": lease_end(self.settings.lease_ttl_s),
             "heartbeat_at": NOW,
         }
         doc = self._fenced_write(
@@ -544,16 +401,7 @@ class Queue:
 
         Raises `InvalidJob`, writing nothing, if the result cannot be stored.
         """
-        try:
-            size = len(bson.encode({"result": result}))
-        except (BSONError, TypeError, OverflowError) as exc:
-            raise InvalidJob(
-                f"invalid result: cannot be stored in MongoDB ({exc})"
-            ) from None
-        if size > MAX_RESULT_BYTES:
-            raise InvalidJob(
-                f"result is {size} bytes as BSON; the maximum is {MAX_RESULT_BYTES}"
-            )
+        check_result(result)
         stage = {
             "state": JobState.SUCCESS.value,
             "result": {"$literal": result},
@@ -587,21 +435,12 @@ class Queue:
         random factor in [0.5, 1). A job whose cancellation was requested
         ends CANCELLED instead. Raises `LeaseLost` if stale.
         """
-        base_ms = self.settings.backoff_base_s * 1000
-        max_ms = self.settings.backoff_max_s * 1000
         jitter = 0.5 + self._rng.random() / 2
-        exponential_ms = {
-            "$multiply": [base_ms, {"$pow": [2, {"$subtract": ["$attempts", 1]}]}]
-        }
-        delay_ms = {
-            "$toLong": {"$multiply": [{"$min": [max_ms, exponential_ms]}, jitter]}
-        }
-        retry_at = {
-            "$dateAdd": {"startDate": NOW, "unit": "millisecond", "amount": delay_ms}
-        }
-        stages = self._end_attempt(
-            _error_entry(error), retry_at, {"$and": [retryable, BELOW_CAP]}
+        retry_at = backoff_run_at(
+            self.settings.backoff_base_s, self.settings.backoff_max_s, jitter
         )
+        requeue = {"$and": [retryable, BELOW_CAP]}
+        stages = end_attempt_stages(error_entry(error), retry_at, requeue)
         job = Job.from_doc(self._fenced_write("fail", job_id, token, stages))
         if job.state is JobState.QUEUED:
             log.warning(
@@ -626,38 +465,6 @@ class Queue:
             )
         return job
 
-    @staticmethod
-    def _end_attempt(
-        error_entry: dict[str, Any] | None, requeue_at: Any, requeue: Any
-    ) -> list[dict[str, Any]]:
-        """Pipeline stages that end a RUNNING attempt without success.
-
-        The next state is CANCELLED if cancellation was requested, QUEUED
-        (at `requeue_at`) if `requeue` holds, else FAILED. The first stage
-        stores the decision in `_next` so the second can read it.
-        """
-        decide: dict[str, Any] = {
-            "_next": {
-                "$switch": {
-                    "branches": [
-                        {"case": CANCEL_REQUESTED, "then": JobState.CANCELLED.value},
-                        {"case": requeue, "then": JobState.QUEUED.value},
-                    ],
-                    "default": JobState.FAILED.value,
-                }
-            }
-        }
-        if error_entry is not None:
-            decide["errors"] = _append_error(error_entry)
-        queued = {"$eq": ["$_next", JobState.QUEUED.value]}
-        apply = {
-            "state": "$_next",
-            "run_at": {"$cond": [queued, requeue_at, "$run_at"]},
-            "finished_at": {"$cond": [queued, None, NOW]},
-            "lease_expires_at": None,
-        }
-        return [{"$set": decide}, {"$set": apply}, {"$unset": "_next"}]
-
     def release(self, job_id: str | ObjectId, token: int) -> Job:
         """Give a running job back to the queue, to run now on any worker.
 
@@ -665,7 +472,7 @@ class Queue:
         still counts towards the retry cap, so a job that is released
         over and over cannot run forever. Raises `LeaseLost` if stale.
         """
-        stages = self._end_attempt(None, NOW, True)
+        stages = end_attempt_stages(None, NOW, True)
         job = Job.from_doc(self._fenced_write("release", job_id, token, stages))
         log.info(
             "job %s attempt %d token %d: released, now %s",
@@ -711,7 +518,7 @@ class Queue:
         requeued: list[tuple[str, int]] = []
         failed: list[tuple[str, int]] = []
         error = ErrorInfo("LeaseExpired", "lease expired before the job finished")
-        stages = self._end_attempt(_error_entry(error), NOW, BELOW_CAP)
+        stages = end_attempt_stages(error_entry(error), NOW, BELOW_CAP)
         for candidate in list(expired):
             doc = self.store.jobs.find_one_and_update(
                 {

@@ -30,8 +30,7 @@ from pymongo.errors import PyMongoError
 
 from aegis.errors import InvalidJob, JobCancelled, LeaseLost, UnknownJobType
 from aegis.handlers import HandlerRegistry, JobContext
-from aegis.models import Job, JobState, Lease, RecoveryResult
-from aegis.queue import ErrorInfo
+from aegis.models import ErrorInfo, Job, JobState, Lease, RecoveryResult
 from aegis.settings import QueueSettings
 from aegis.wakeup import WorkSignal
 from aegis.workers import WorkerRegistry, default_worker_id

@@ -9,7 +9,8 @@ import pytest
 
 from aegis.cli import main
 from aegis.devdb import free_port, uri_for_port
-from aegis.queue import ErrorInfo, Queue
+from aegis.models import ErrorInfo
+from aegis.queue import Queue
 from aegis.settings import QueueSettings
 from aegis.store import Store
 from aegis.workers import WorkerRegistry

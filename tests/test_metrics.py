@@ -7,7 +7,8 @@ import time
 from prometheus_client import CollectorRegistry
 
 from aegis.metrics import DatabaseCollector, InstrumentedQueue, QueueMetrics
-from aegis.queue import ErrorInfo, JobSpec, Queue
+from aegis.models import ErrorInfo
+from aegis.queue import JobSpec, Queue
 from aegis.settings import QueueSettings
 from aegis.store import Store
 from aegis.workers import WorkerRegistry

@@ -15,12 +15,20 @@ from aegis.errors import (
     LeaseLost,
     PayloadTooLarge,
 )
-from aegis.models import JobState
-from aegis.queue import MAX_PAYLOAD_BYTES, ErrorInfo, JobSpec, Queue
+from aegis.models import ErrorInfo, JobState
+from aegis.queue import JobSpec, Queue
 from aegis.settings import QueueSettings
 from aegis.store import Store
+from aegis.validation import MAX_PAYLOAD_BYTES
 
 BOOM = ErrorInfo("RuntimeError", "boom")
+
+
+def nested(depth: int) -> dict[str, object]:
+    value: dict[str, object] = {}
+    for _ in range(depth - 1):
+        value = {"x": value}
+    return value
 
 
 def expire_lease(store: Store, job_id: str) -> None:
@@ -54,6 +62,8 @@ def test_enqueue_returns_queued_job(queue: Queue) -> None:
         ({"queue": "bad name"}, "queue"),
         ({"payload": [1, 2]}, "payload"),
         ({"delay_s": -1}, "delay_s"),
+        ({"delay_s": 1e12}, "delay_s"),
+        ({"payload": nested(91)}, "nested 91 levels"),
         ({"idempotency_key": ""}, "idempotency key"),
     ],
 )

@@ -23,8 +23,8 @@ from hypothesis.stateful import (
 )
 
 from aegis.errors import InvalidTransition, LeaseLost
-from aegis.models import JobState
-from aegis.queue import ErrorInfo, Queue
+from aegis.models import ErrorInfo, JobState
+from aegis.queue import Queue
 from aegis.settings import QueueSettings
 from aegis.store import connect
 

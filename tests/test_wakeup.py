@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from aegis.queue import ErrorInfo, Queue
+from aegis.models import ErrorInfo
+from aegis.queue import Queue
 from aegis.store import Store
 from aegis.wakeup import ChangeStreamWakeup
 

@@ -32,15 +32,15 @@ from aegis.models import (
     RecoveryResult,
 )
 from aegis.queries import JobPage, JobStats
-from aegis.queue import MAX_MAX_RETRIES, NAME_PATTERN
 from aegis.settings import DEFAULT_QUEUE
+from aegis.validation import (
+    MAX_DELAY_S,
+    MAX_MAX_RETRIES,
+    MAX_PAYLOAD_DEPTH,
+    NAME_PATTERN,
+    payload_depth,
+)
 from aegis.workers import WorkerInfo
-
-# MongoDB rejects documents nested deeper than 100 levels; the job document
-# and the update that writes it add levels above the payload.
-MAX_PAYLOAD_DEPTH = 90
-# Ten years: a sanity bound that keeps the run time inside BSON's date range.
-MAX_DELAY_S = 10 * 365 * 24 * 3600.0
 
 Name = Annotated[
     StrictStr,
@@ -49,23 +49,6 @@ Name = Annotated[
         description="1-200 letters, digits, '_', '.', ':' or '-'",
     ),
 ]
-
-
-def payload_depth(value: Any) -> int:
-    """Return the nesting depth of a JSON value (a scalar is 0)."""
-    depth = 0
-    stack = [(value, 0)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children: list[Any] = list(item.values())
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        depth = max(depth, level + 1)
-        stack.extend((child, level + 1) for child in children)
-    return depth
 
 
 class JobCreate(BaseModel):

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 
-from aegis.queue import ErrorInfo, Queue
+from aegis.models import ErrorInfo
+from aegis.queue import Queue
 from aegis.settings import QueueSettings
 from aegis.store import Store
 from aegis.workers import WorkerRegistry
