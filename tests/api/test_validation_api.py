@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from aegis.queue import MAX_PAYLOAD_BYTES
 from aegis.settings import QueueSettings
 from aegis.store import Store
+from aegis.validation import MAX_PAYLOAD_BYTES
 from tests.api.conftest import make_app
 
 BAD_BODIES: list[tuple[str, dict[str, Any], list[Any]]] = [
@@ -184,3 +184,10 @@ def test_actions_reject_malformed_id(
 
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["path", "jobId"]
+
+
+def test_list_rejects_cursor_beyond_int64(client: TestClient) -> None:
+    response = client.get("/jobs", params={"cursor": 2**63})
+
+    assert response.status_code == 422
+    assert "cursor" in response.text

@@ -10,7 +10,8 @@ from aegis.api.deps import Authorized, QueueDep, StoreDep
 from aegis.api.schemas import JobCreate, JobListPublic, JobPublic
 from aegis.models import JobState
 from aegis.queries import list_jobs
-from aegis.queue import NAME_PATTERN, JobSpec, check_payload
+from aegis.queue import JobSpec
+from aegis.validation import NAME_PATTERN, check_payload
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -51,6 +52,10 @@ def submit_job(body: JobCreate, queue: QueueDep, response: Response) -> JobPubli
     return JobPublic.from_job(job)
 
 
+# Sequence numbers are 64-bit BSON integers.
+MAX_SEQ = 2**63 - 1
+
+
 @router.get("")
 def list_all_jobs(
     store: StoreDep,
@@ -59,7 +64,8 @@ def list_all_jobs(
     job_type: Annotated[NameFilter, Query(alias="jobType")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[
-        int | None, Query(ge=0, description="`nextCursor` of the previous page")
+        int | None,
+        Query(ge=0, le=MAX_SEQ, description="`nextCursor` of the previous page"),
     ] = None,
 ) -> JobListPublic:
     """List jobs newest first, filtered by status, queue and job type."""
