@@ -35,4 +35,5 @@ def machine_facts() -> dict[str, Any]:
         "platform": platform.platform(),
         "server": server,
         "server_kind": server_kind,
+        "load_average_1min_at_start": round(os.getloadavg()[0], 2),
     }

@@ -67,6 +67,11 @@ def _machine(results: dict[str, Any]) -> str:
         ("Run", f"{results['mode']}, {results['total_s']} s in total"),
         ("CPU", f"{machine['cpu_model']}, {machine['cores']} cores (os.cpu_count())"),
         ("OS", machine["platform"]),
+        (
+            "1-minute load average",
+            f"{machine['load_average_1min_at_start']} at start, "
+            f"{machine['load_average_1min_at_end']} at end",
+        ),
         ("Python", machine["python"]),
         ("aegis database", machine["server"]),
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -83,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     results = run(args.quick)
     results["total_s"] = round(time.monotonic() - started, 1)
+    results["machine"]["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
 
     machine = results["machine"]
     print(
