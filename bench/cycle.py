@@ -54,7 +54,7 @@ def drain_with_queue(queue: Queue) -> int:
 
 
 def raw_claim(store: Store, lease_ttl_s: float) -> dict[str, Any] | None:
-    """The claim's find-and-modify, written out without the queue."""
+    """Send the claim's find-and-modify without going through the queue."""
     return store.jobs.find_one_and_update(
         {
             "state": JobState.QUEUED.value,
@@ -103,7 +103,7 @@ def measure_cycles(jobs: int, rounds: int) -> CycleResult:
     """Alternate queue and raw rounds of `jobs` jobs on one fresh server.
 
     Alternating spreads the server's slow-down with age evenly over both
-    variants; every round starts from an empty collection.
+    variants. Every round starts from an empty collection.
     """
     settings = QueueSettings()
     elapsed_s = {"queue": 0.0, "raw": 0.0}

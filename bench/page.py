@@ -38,7 +38,7 @@ up, so a shared server would make later steps look slower than earlier ones.
 3. **RQ.** The same number of no-op jobs on RQ with `SimpleWorker`
    processes in burst mode, each job run inside the worker process as aegis
    does. Wall time runs from spawning the workers until RQ's finished-job
-   registry holds every job. The steady rate runs from the first job's
+   registry contains every job. The steady rate runs from the first job's
    `started_at` to the last job's `ended_at`.
 4. **Recovery.** A victim worker claims a `sleep` job of 600 s, then a
    survivor worker starts. After a random delay within one heartbeat

@@ -65,7 +65,9 @@ class RecoveryResult:
         return round(max(self.trials_s), 2)
 
 
-def _wait_for(what: str, probe: Callable[[], Any | None], timeout_s: float) -> Any:
+def _wait_for(
+    description: str, probe: Callable[[], Any | None], timeout_s: float
+) -> Any:
     """Poll `probe` until it returns something other than None."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -73,7 +75,9 @@ def _wait_for(what: str, probe: Callable[[], Any | None], timeout_s: float) -> A
         if value is not None:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
+            raise TimeoutError(
+                f"timed out after {timeout_s:g} s waiting for {description}"
+            )
         time.sleep(POLL_INTERVAL_S)
 
 
@@ -86,7 +90,7 @@ def _job_held_by(store: Store, job_id: Any, worker_id: str) -> dict[str, Any] | 
 def run_trial(
     target: MongoTarget, setting: RecoverySetting, trial: int, rng: random.Random
 ) -> float:
-    """Run one kill-and-recover trial; return the recovery time in seconds."""
+    """Run one kill-and-recover trial and return the recovery time in seconds."""
     store = target.store
     clear_jobs(store)
     victim_id = f"victim-{trial}"

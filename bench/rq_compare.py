@@ -68,7 +68,7 @@ def _spawn_worker(target: RedisTarget) -> tuple[subprocess.Popen[bytes], IO[byte
 
 
 def _stop_workers(workers: list[tuple[subprocess.Popen[bytes], IO[bytes]]]) -> int:
-    """Let burst-mode workers exit; SIGTERM those that linger; return their count.
+    """Wait for burst-mode workers to exit, SIGTERM the ones that linger, count them.
 
     Every job has finished when this is called, so stopping a lingering
     worker loses no work.

@@ -46,7 +46,7 @@ def describe_server(server: devdb.EmbeddedServer) -> str:
 
 @contextlib.contextmanager
 def mongo_server() -> Iterator[MongoTarget]:
-    """Start a fresh server on a free loopback port; yield it with indexes made."""
+    """Start a fresh server on a free loopback port and yield it, indexes made."""
     server = devdb.pick_server()
     server.start()
     store = connect(server.uri, BENCH_DB)

@@ -1,4 +1,4 @@
-"""The seven measurement steps; each returns a JSON-ready dict."""
+"""The seven measurement steps, each returning a JSON-ready dict."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ START_EPOCH_S = 1_700_000_000.0
 
 @dataclass
 class _Recorder:
-    """Assigns per-process event and operation numbers and the clocks."""
+    """Event list that numbers events and operations per process and advances time."""
 
     rng: random.Random
     events: list[dict[str, Any]] = field(default_factory=list)
