@@ -12,8 +12,9 @@ from typing import Any
 
 from pymongo import ReturnDocument
 
+from aegis.expressions import NOW, RUNNABLE_NOW, lease_end
 from aegis.models import JobState
-from aegis.queue import NOW, RUNNABLE_NOW, JobSpec, Queue, _lease_end
+from aegis.queue import JobSpec, Queue
 from aegis.settings import DEFAULT_QUEUE, QueueSettings
 from aegis.store import Store
 from bench.servers import clear_jobs, mongo_server
@@ -71,7 +72,7 @@ def raw_claim(store: Store, lease_ttl_s: float) -> dict[str, Any] | None:
                     "claimed_at": NOW,
                     "heartbeat_at": NOW,
                     "started_at": {"$ifNull": ["$started_at", NOW]},
-                    "lease_expires_at": _lease_end(lease_ttl_s),
+                    "lease_expires_at": lease_end(lease_ttl_s),
                 }
             }
         ],

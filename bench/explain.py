@@ -9,8 +9,9 @@ import shutil
 from typing import Any
 
 from aegis import devdb
+from aegis.expressions import RUNNABLE_NOW
 from aegis.models import JobState
-from aegis.queue import RUNNABLE_NOW, Queue
+from aegis.queue import Queue
 from aegis.settings import DEFAULT_QUEUE
 from aegis.store import CLAIM_INDEX, Store
 from bench.cycle import fill
