@@ -12,7 +12,8 @@ from typing import Any
 from bson import ObjectId
 
 import aegis.worker
-from aegis.queue import Queue, parse_job_id
+from aegis.queue import Queue
+from aegis.validation import parse_job_id
 
 # A lease deadline this many leases long never passes during a run, so the
 # worker keeps reporting jobs whose lease it lost.

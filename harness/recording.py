@@ -31,8 +31,8 @@ from typing import Any, TypeVar
 from pymongo.errors import PyMongoError
 
 from aegis.errors import AegisError, LeaseLost
-from aegis.models import Job, Lease, RecoveryResult
-from aegis.queue import ErrorInfo, JobSpec, Queue
+from aegis.models import ErrorInfo, Job, Lease, RecoveryResult
+from aegis.queue import JobSpec, Queue
 from aegis.settings import QueueSettings
 
 log = logging.getLogger(__name__)
