@@ -4,8 +4,9 @@ Job types and payloads come from `harness.plan`:
 - ``work`` sleeps ``payload.duration_s``, writes a side-effect document and
   raises on its first ``payload.failing_attempts`` attempts;
 - ``crash`` SIGKILLs its own worker process, as a poison job would;
-- ``hang`` sleeps ``payload.sleep_s``, longer than the lease, then writes its
-  side effect like ``work``.
+- ``hang`` freezes its whole worker process for ``payload.sleep_s``, longer
+  than the lease, then writes its side effect like ``work``. The heartbeat
+  thread freezes too, so the lease expires, as in a stop-the-world pause.
 
 Each side effect is one document `{job, token, attempt, process, worker, t}`
 in the `effects` collection, written before the handler returns or raises,
@@ -16,6 +17,7 @@ Handlers record ``execute`` events: ``invoke`` when they start, ``ok`` or
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -33,6 +35,21 @@ EFFECTS = "effects"
 WORK = "work"
 CRASH = "crash"
 HANG = "hang"
+
+
+# usleep takes a 32-bit count of microseconds.
+MAX_FREEZE_S = 4000.0
+
+
+def freeze_process(seconds: float) -> None:
+    """Sleep without releasing the GIL, so every thread of this process stops.
+
+    `ctypes.PyDLL` keeps the GIL during the call, unlike `ctypes.CDLL`.
+    """
+    if not 0 <= seconds <= MAX_FREEZE_S:
+        raise ValueError(f"freeze must be 0 to {MAX_FREEZE_S:g} s, got {seconds}")
+    libc = ctypes.PyDLL(None)
+    libc.usleep(ctypes.c_uint(int(seconds * 1_000_000)))
 
 
 class InjectedFailure(RuntimeError):
@@ -73,10 +90,19 @@ class ChaosJobs:
             }
         )
 
-    def _run(self, ctx: JobContext, sleep_s: float, failing_attempts: int) -> Any:
+    def _run(
+        self,
+        ctx: JobContext,
+        sleep_s: float,
+        failing_attempts: int,
+        freeze: bool = False,
+    ) -> Any:
         op = self._start(ctx)
         try:
-            time.sleep(sleep_s)
+            if freeze:
+                freeze_process(sleep_s)
+            else:
+                time.sleep(sleep_s)
             self._write_effect(ctx)
             if ctx.attempt <= failing_attempts:
                 raise InjectedFailure(
@@ -100,8 +126,7 @@ class ChaosJobs:
         )
 
     def hang(self, ctx: JobContext) -> Any:
-        # The sleep ignores lease loss on purpose: the job outlives its lease.
-        return self._run(ctx, float(ctx.payload.get("sleep_s", 0.0)), 0)
+        return self._run(ctx, float(ctx.payload.get("sleep_s", 0.0)), 0, freeze=True)
 
     def crash(self, ctx: JobContext) -> None:
         self._start(ctx)
