@@ -25,6 +25,7 @@ from harness.checkers import (
     retry_cap,
     single_commit,
 )
+from harness.checkers.index import HistoryIndex
 from harness.checkers.verdict import Verdict, Violation
 from harness.history import Event, FinalState
 from harness.scenario import Scenario
@@ -88,15 +89,16 @@ def run_all(
     history: Sequence[Event], final: FinalState, params: CheckParams
 ) -> dict[str, Verdict]:
     """Run every invariant, in `INVARIANTS` order, then ``coverage``."""
+    index = HistoryIndex.build(history, final)
     verdicts: dict[str, Verdict] = {
-        "no_lost_jobs": no_lost_jobs.check(history, final),
-        "no_unexpected_jobs": no_unexpected_jobs.check(history, final),
-        "single_commit": single_commit.check(history, final),
-        "lease_exclusive": lease_exclusive.check(history, final),
-        "retry_cap": retry_cap.check(history, final),
-        "priority_order": priority_order.check(history, final),
-        "fifo_order": fifo_order.check(history, final),
-        "legal_transitions": legal_transitions.check(history, final),
+        "no_lost_jobs": no_lost_jobs.check(history, final, index=index),
+        "no_unexpected_jobs": no_unexpected_jobs.check(history, final, index=index),
+        "single_commit": single_commit.check(history, final, index=index),
+        "lease_exclusive": lease_exclusive.check(history, final, index=index),
+        "retry_cap": retry_cap.check(history, final, index=index),
+        "priority_order": priority_order.check(history, final, index=index),
+        "fifo_order": fifo_order.check(history, final, index=index),
+        "legal_transitions": legal_transitions.check(history, final, index=index),
         "recovery_bound": recovery_bound.check(
             history,
             final,
@@ -105,8 +107,8 @@ def run_all(
             margin_s=params.recovery_margin_s,
         ),
         "drained": drained.check(
-            history, final, drain_timeout_s=params.drain_timeout_s
+            history, final, drain_timeout_s=params.drain_timeout_s, index=index
         ),
     }
-    verdicts["coverage"] = coverage.check(history, final, params.expect)
+    verdicts["coverage"] = coverage.check(history, final, params.expect, index=index)
     return verdicts

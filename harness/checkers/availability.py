@@ -30,9 +30,9 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from harness.checkers.index import EnqueuedJob, Step, enqueued_jobs, job_steps
+from harness.checkers.index import EnqueuedJob, HistoryIndex, Step
 from harness.checkers.verdict import Violation, violation
-from harness.history import Event, FinalState, JobRecord, pair_operations
+from harness.history import Event, FinalState, JobRecord
 
 __all__ = ["Availability", "ClaimWindow", "collect", "describe_pass_over", "sweep"]
 
@@ -167,21 +167,20 @@ def _job_spans(
 
 
 def collect(
-    history: Sequence[Event], final: FinalState
+    history: Sequence[Event], final: FinalState, index: HistoryIndex | None = None
 ) -> tuple[list[Availability], list[ClaimWindow], int]:
     """Return every availability span and claim window.
 
     The third value counts claims skipped because their job's queue,
     priority or seq is unknown.
     """
-    pairing = pair_operations(history)
-    enqueued = enqueued_jobs(history, pairing, final)
+    index = index or HistoryIndex.build(history, final)
     records = {record["job"]: record for record in final["jobs"]}
     spans: list[Availability] = []
     windows: list[ClaimWindow] = []
     skipped = 0
-    for job, steps in job_steps(history, pairing).items():
-        attributes = _attributes(enqueued.get(job), steps)
+    for job, steps in index.steps.items():
+        attributes = _attributes(index.enqueued.get(job), steps)
         if attributes is None:
             skipped += sum(1 for step in steps if step.kind == "claim")
             continue

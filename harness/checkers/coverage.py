@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from harness.checkers.duplicates import summarize
-from harness.checkers.index import FENCED_WRITES, recovered_pairs
+from harness.checkers.index import FENCED_WRITES, HistoryIndex, recovered_pairs
 from harness.checkers.verdict import Verdict, Violation, make_verdict, violation
 from harness.history import Event, FinalState
 from harness.scenario import COVERAGE_EVENTS
@@ -44,7 +44,9 @@ def _event_names(event: Event) -> Iterable[str]:
         yield "db_error"
 
 
-def count_events(history: Sequence[Event], final: FinalState) -> Counter[str]:
+def count_events(
+    history: Sequence[Event], final: FinalState, index: HistoryIndex | None = None
+) -> Counter[str]:
     """Count every coverage event in the history, including zero counts.
 
     ``recovery_after_kill`` counts recoveries of a (job, token) claimed by a
@@ -74,19 +76,23 @@ def count_events(history: Sequence[Event], final: FinalState) -> Counter[str]:
             for moved_job, moved_token, _, _ in recovered_pairs(event):
                 if claimed_by.get((moved_job, moved_token)) in killed:
                     counts["recovery_after_kill"] += 1
-    counts["duplicate_execution"] = summarize(history, final)["jobs"]
+    counts["duplicate_execution"] = summarize(history, final, index=index)["jobs"]
     return counts
 
 
 def check(
-    history: Sequence[Event], final: FinalState, expect: Sequence[str]
+    history: Sequence[Event],
+    final: FinalState,
+    expect: Sequence[str],
+    *,
+    index: HistoryIndex | None = None,
 ) -> Verdict:
     """Check that each event in `expect` happened at least once.
 
     `checked` counts expected events, and ``stats`` holds the count of every
     coverage event, so a report can show what a run exercised.
     """
-    counts = count_events(history, final)
+    counts = count_events(history, final, index)
     violations: list[Violation] = [
         violation(None, f"expected event {name!r} never happened in this run")
         for name in expect

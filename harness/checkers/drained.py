@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.checkers.index import FAULT_EVENTS, enqueued_jobs, final_jobs, job_steps
+from harness.checkers.index import FAULT_EVENTS, HistoryIndex, final_jobs
 from harness.checkers.verdict import Verdict, Violation, make_verdict, violation
-from harness.history import TERMINAL_STATES, Event, FinalState, pair_operations
+from harness.history import TERMINAL_STATES, Event, FinalState
 
 
 def last_fault_t(history: Sequence[Event]) -> float | None:
@@ -20,7 +20,11 @@ def last_fault_t(history: Sequence[Event]) -> float | None:
 
 
 def check(
-    history: Sequence[Event], final: FinalState, *, drain_timeout_s: float
+    history: Sequence[Event],
+    final: FinalState,
+    *,
+    drain_timeout_s: float,
+    index: HistoryIndex | None = None,
 ) -> Verdict:
     """Check that every acknowledged job reached a terminal state in time.
 
@@ -32,9 +36,8 @@ def check(
     drain start. A terminal job with no recorded terminal step counts in
     ``stats["no_end_time"]``. `checked` counts acknowledged jobs.
     """
-    pairing = pair_operations(history)
-    enqueued = enqueued_jobs(history, pairing)
-    steps = job_steps(history, pairing)
+    index = index or HistoryIndex.build(history, final)
+    enqueued, steps = index.enqueued, index.steps
     records = final_jobs(final)
     healed_t = last_fault_t(history)
     if healed_t is None:

@@ -11,8 +11,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import TypedDict
 
-from harness.checkers.index import Step, job_steps
-from harness.history import Event, FinalState, pair_operations
+from harness.checkers.index import HistoryIndex, Step
+from harness.history import Event, FinalState
 
 __all__ = ["DuplicateJob", "DuplicateSummary", "summarize"]
 
@@ -105,7 +105,9 @@ def _reason(previous: list[Step], faults: _Faults) -> str:
     return "unknown: no step of the earlier token shows how it ended"
 
 
-def summarize(history: Sequence[Event], final: FinalState) -> DuplicateSummary:
+def summarize(
+    history: Sequence[Event], final: FinalState, *, index: HistoryIndex | None = None
+) -> DuplicateSummary:
     """List the jobs whose handler ran more than once, with a reason per re-run.
 
     A second run under the same token is reported as such: the worker ran
@@ -113,7 +115,7 @@ def summarize(history: Sequence[Event], final: FinalState) -> DuplicateSummary:
     the previous token's attempt ended: a retry, a release, or an expired
     lease, with the fault that most likely caused the expiry.
     """
-    steps = job_steps(history, pair_operations(history))
+    steps = (index or HistoryIndex.build(history, final)).steps
     faults = _Faults(history)
     details: list[DuplicateJob] = []
     by_reason: Counter[str] = Counter()

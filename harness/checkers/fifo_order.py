@@ -13,6 +13,7 @@ from harness.checkers.availability import (
     describe_pass_over,
     sweep,
 )
+from harness.checkers.index import HistoryIndex
 from harness.checkers.verdict import Verdict, Violation, make_verdict
 from harness.history import Event, FinalState
 
@@ -48,7 +49,9 @@ class _PrefixLatest:
         return best
 
 
-def check(history: Sequence[Event], final: FinalState) -> Verdict:
+def check(
+    history: Sequence[Event], final: FinalState, *, index: HistoryIndex | None = None
+) -> Verdict:
     """Check that no first claim passed over an older job of the same priority.
 
     Only a job's first claim counts, and only the availability that its
@@ -57,7 +60,7 @@ def check(history: Sequence[Event], final: FinalState) -> Verdict:
     whole claim window, as defined in `harness.checkers.availability`.
     `checked` counts first claims.
     """
-    spans, windows, _ = collect(history, final)
+    spans, windows, _ = collect(history, final, index)
     spans = [span for span in spans if span.first]
     windows = [window for window in windows if window.first]
 

@@ -12,10 +12,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from harness.history import Event, FinalState, JobRecord, Pairing
+from harness.history import Event, FinalState, JobRecord, Pairing, pair_operations
 
 __all__ = [
     "ENDING_WRITES",
+    "HistoryIndex",
     "FAULT_EVENTS",
     "FENCED_WRITES",
     "EnqueuedJob",
@@ -275,3 +276,25 @@ def job_steps(history: Sequence[Event], pairing: Pairing) -> dict[str, list[Step
     for job_list in steps.values():
         job_list.sort(key=lambda step: step.sort_key)
     return dict(steps)
+
+
+@dataclass(frozen=True)
+class HistoryIndex:
+    """The indexes of one history, built once and shared by the checkers.
+
+    Every checker builds its own when none is passed in. `run_all` builds
+    one for all of them, which saves most of their work.
+    """
+
+    pairing: Pairing
+    steps: dict[str, list[Step]]
+    enqueued: dict[str, EnqueuedJob]
+
+    @classmethod
+    def build(cls, history: Sequence[Event], final: FinalState) -> HistoryIndex:
+        pairing = pair_operations(history)
+        return cls(
+            pairing=pairing,
+            steps=job_steps(history, pairing),
+            enqueued=enqueued_jobs(history, pairing, final),
+        )

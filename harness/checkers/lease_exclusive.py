@@ -6,9 +6,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.checkers.index import ENDING_WRITES, Step, job_steps
+from harness.checkers.index import ENDING_WRITES, HistoryIndex, Step
 from harness.checkers.verdict import Verdict, Violation, make_verdict, violation
-from harness.history import Event, FinalState, pair_operations
+from harness.history import Event, FinalState
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,9 @@ def _leases(job_list: list[Step], uncertain: set[tuple[str, int]]) -> list[_Leas
     return leases
 
 
-def check(history: Sequence[Event], final: FinalState) -> Verdict:
+def check(
+    history: Sequence[Event], final: FinalState, *, index: HistoryIndex | None = None
+) -> Verdict:
     """Check that one job's leases are exclusive and its tokens increase.
 
     A lease of token k runs in database time from its claim to the end
@@ -82,7 +84,7 @@ def check(history: Sequence[Event], final: FinalState) -> Verdict:
     lease of another token ends is a violation, as is a token claimed twice
     or a token not larger than one claimed before it. `checked` counts claims.
     """
-    steps = job_steps(history, pair_operations(history))
+    steps = (index or HistoryIndex.build(history, final)).steps
     uncertain = _uncertain_ends(history)
     violations: list[Violation] = []
     checked = 0

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.checkers.index import Step, enqueued_jobs, final_jobs, job_steps
+from harness.checkers.index import HistoryIndex, Step, final_jobs
 from harness.checkers.verdict import Verdict, Violation, make_verdict, violation
-from harness.history import Event, FinalState, Pairing, pair_operations
+from harness.history import Event, FinalState, Pairing
 
 # (state before, operation) -> states the operation may leave the job in.
 # fail, release and finish_cancelled end CANCELLED when cancellation was
@@ -92,21 +92,31 @@ class _Uncertain:
                 return after
         return None
 
+    # Both helpers use the latest operation invoked before `t`. Earlier ones
+    # can explain more moves, so keeping them never leaves a later move
+    # unexplained that another choice would have explained.
+
     def _use(self, job: str, f: str, t: float) -> bool:
-        times = self.by_job.get((job, f))
-        if times and min(times) <= t:
-            times.remove(min(times))
-            self.used += 1
-            return True
-        return False
+        times = self.by_job.get((job, f), [])
+        eligible = [invoke_t for invoke_t in times if invoke_t <= t]
+        if not eligible:
+            return False
+        times.remove(max(eligible))
+        self.used += 1
+        return True
 
     def _use_claim(self, queue: str | None, t: float) -> bool:
+        best: int | None = None
         for index, (invoke_t, scope) in enumerate(self.claims):
-            if invoke_t <= t and (scope is None or queue is None or queue in scope):
-                del self.claims[index]
-                self.used += 1
-                return True
-        return False
+            if invoke_t > t or not (scope is None or queue is None or queue in scope):
+                continue
+            if best is None or invoke_t > self.claims[best][0]:
+                best = index
+        if best is None:
+            return False
+        del self.claims[best]
+        self.used += 1
+        return True
 
 
 # state -> (operation, state after) pairs an uncertain operation may have made.
@@ -133,7 +143,9 @@ def _describe(step: Step) -> str:
     return f"{step.kind}{token} at t={step.t:.3f}"
 
 
-def check(history: Sequence[Event], final: FinalState) -> Verdict:
+def check(
+    history: Sequence[Event], final: FinalState, *, index: HistoryIndex | None = None
+) -> Verdict:
     """Replay each job's accepted steps through `ALLOWED`, then compare the final state.
 
     Steps come from ``ok`` events in the order of `job_steps`. A step that
@@ -144,14 +156,14 @@ def check(history: Sequence[Event], final: FinalState) -> Verdict:
     ``stats["explained_by_unknown"]`` counts moves that unknown outcomes
     supplied.
     """
-    pairing = pair_operations(history)
-    enqueued = enqueued_jobs(history, pairing, final)
+    index = index or HistoryIndex.build(history, final)
+    enqueued = index.enqueued
     records = final_jobs(final)
-    uncertain = _Uncertain.collect(history, pairing)
+    uncertain = _Uncertain.collect(history, index.pairing)
     violations: list[Violation] = []
     checked = 0
 
-    for job, job_list in job_steps(history, pairing).items():
+    for job, job_list in index.steps.items():
         info = enqueued.get(job)
         queue = info.queue if info is not None else None
         state: str | None = None

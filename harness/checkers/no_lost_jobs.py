@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.checkers.index import enqueued_jobs, final_jobs
+from harness.checkers.index import HistoryIndex, final_jobs
 from harness.checkers.verdict import Verdict, Violation, make_verdict, violation
-from harness.history import TERMINAL_STATES, Event, FinalState, pair_operations
+from harness.history import TERMINAL_STATES, Event, FinalState
 
 
-def check(history: Sequence[Event], final: FinalState) -> Verdict:
+def check(
+    history: Sequence[Event], final: FinalState, *, index: HistoryIndex | None = None
+) -> Verdict:
     """Check that each job with an ``enqueue`` ok is in a terminal final state.
 
     `checked` counts acknowledged enqueues.
     """
-    enqueued = enqueued_jobs(history, pair_operations(history))
+    index = index or HistoryIndex.build(history, final)
+    enqueued = index.enqueued
     records = final_jobs(final)
     violations: list[Violation] = []
     for job, info in enqueued.items():

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.checkers.index import enqueued_jobs
+from harness.checkers.index import HistoryIndex
 from harness.checkers.verdict import Verdict, Violation, make_verdict, violation
-from harness.history import Event, FinalState, pair_operations
+from harness.history import Event, FinalState
 
 
-def check(history: Sequence[Event], final: FinalState) -> Verdict:
+def check(
+    history: Sequence[Event], final: FinalState, *, index: HistoryIndex | None = None
+) -> Verdict:
     """Check that every job in the final state or in a claim ok was enqueued.
 
     A job is expected if an ``enqueue`` ok returned its id. An enqueue with an
@@ -19,8 +21,8 @@ def check(history: Sequence[Event], final: FinalState) -> Verdict:
     unexpected job is a violation, because the history cannot tell which of
     them the unknown enqueues inserted. `checked` counts distinct jobs seen.
     """
-    pairing = pair_operations(history)
-    enqueued = enqueued_jobs(history, pairing)
+    index = index or HistoryIndex.build(history, final)
+    enqueued = index.enqueued
     unknown_enqueues = sum(
         1 for event in history if event["type"] == "unknown" and event["f"] == "enqueue"
     )

@@ -11,11 +11,14 @@ from harness.checkers.availability import (
     describe_pass_over,
     sweep,
 )
+from harness.checkers.index import HistoryIndex
 from harness.checkers.verdict import Verdict, Violation, make_verdict
 from harness.history import Event, FinalState
 
 
-def check(history: Sequence[Event], final: FinalState) -> Verdict:
+def check(
+    history: Sequence[Event], final: FinalState, *, index: HistoryIndex | None = None
+) -> Verdict:
     """Check that no claim took priority p while a better job was available.
 
     For every claim ok of a job with priority p in queue q, no job of q with
@@ -24,7 +27,7 @@ def check(history: Sequence[Event], final: FinalState) -> Verdict:
     claim windows, and ``stats["skipped_claims"]`` counts claims of jobs
     whose queue or priority is unknown.
     """
-    spans, windows, skipped = collect(history, final)
+    spans, windows, skipped = collect(history, final, index)
     # Latest-ending span received so far, per (queue, priority).
     latest: dict[tuple[str, int], Availability] = {}
     violations: list[Violation] = []

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from harness.checkers.index import ENDING_WRITES, FENCED_WRITES, recovered_pairs
 from harness.checkers.verdict import Verdict, Violation, make_verdict, violation
-from harness.history import Event, FinalState
+from harness.history import TERMINAL_STATES, Event, FinalState
 
 
 @dataclass
@@ -22,6 +22,7 @@ class _Obligation:
     deadline_t: float
     resolved_t: float | None = None
     resolution: str = ""
+    requeued_t: float | None = None  # when a recovery requeued it, if one did
 
 
 def _holder_key(event: Event) -> tuple[str, int | None]:
@@ -52,6 +53,28 @@ def _ends_holding(event: Event) -> bool:
     return False
 
 
+def _resolve_by_final_state(
+    obligations: list[_Obligation], history: Sequence[Event], final: FinalState
+) -> None:
+    """Resolve the jobs that an in-flight ending write of the dead process ended."""
+    uncertain = {
+        (event.get("job"), event.get("token"))
+        for event in history
+        if event["type"] == "unknown" and event["f"] in ENDING_WRITES
+    }
+    records = {record["job"]: record for record in final["jobs"]}
+    for obligation in obligations:
+        record = records.get(obligation.job)
+        if obligation.resolved_t is not None or record is None:
+            continue
+        ended = (
+            record["state"] in TERMINAL_STATES and record["token"] == obligation.token
+        )
+        if ended and (obligation.job, obligation.token) in uncertain:
+            obligation.resolved_t = obligation.kill_t
+            obligation.resolution = "ended by a write with an unknown outcome"
+
+
 def check(
     history: Sequence[Event],
     final: FinalState,
@@ -67,8 +90,16 @@ def check(
     write, stale rejection, recovery or newer claim had ended by then. Each
     such job must be claimed again with a newer token, or moved to FAILED by
     a recovery, or cancelled, within ``lease_ttl_s + recovery_interval_s +
-    margin_s`` of the kill, measured in history time. A job not taken over
-    when the history ends before its deadline is counted in
+    margin_s`` of the kill, measured in history time.
+
+    A requeue by recovery alone does not count, so a backlog of jobs that
+    the queue ranks first delays the new claim; a violation message shows
+    when recovery requeued the job.
+
+    A write that ends the attempt may have been in flight when the process
+    died. If one has an unknown outcome and the final state shows the job
+    ended under the held token, the job needs no takeover. A job not taken
+    over when the history ends before its deadline is counted in
     ``stats["unverified"]``, not as a violation. `checked` counts held jobs.
     """
     bound_s = lease_ttl_s + recovery_interval_s + margin_s
@@ -121,6 +152,12 @@ def check(
                 release(moved_job, moved_token)
                 if state == "FAILED":
                     resolve(moved_job, event["t"], "moved to FAILED by recovery")
+                for obligation in pending.get(moved_job, ()):
+                    if (
+                        obligation.token == moved_token
+                        and obligation.requeued_t is None
+                    ):
+                        obligation.requeued_t = event["t"]
         elif (
             kind == "ok" and f == "cancel" and job and event.get("state") == "CANCELLED"
         ):
@@ -129,6 +166,7 @@ def check(
         elif job and _ends_holding(event):
             release(job, token)
 
+    _resolve_by_final_state(obligations, history, final)
     end_t = history[-1]["t"] if history else 0.0
     violations: list[Violation] = []
     unverified = 0
@@ -146,6 +184,8 @@ def check(
             if obligation.resolved_t is None
             else f"was {obligation.resolution} only at t={obligation.resolved_t:.3f}"
         )
+        if obligation.requeued_t is not None:
+            late += f" (recovery requeued it at t={obligation.requeued_t:.3f})"
         violations.append(
             violation(
                 obligation.job,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.checkers.index import Step, enqueued_jobs, final_jobs, job_steps
+from harness.checkers.index import HistoryIndex, Step, final_jobs
 from harness.checkers.verdict import Verdict, Violation, make_verdict, violation
-from harness.history import Event, FinalState, pair_operations
+from harness.history import Event, FinalState
 
 
-def check(history: Sequence[Event], final: FinalState) -> Verdict:
+def check(
+    history: Sequence[Event], final: FinalState, *, index: HistoryIndex | None = None
+) -> Verdict:
     """Check the attempt cap in every claim and in the final state.
 
     ``attempts <= max_retries + 1`` must hold in every claim ok and every
@@ -19,13 +21,13 @@ def check(history: Sequence[Event], final: FinalState) -> Verdict:
     resets the attempt count, as `aegis.queue.Queue.retry` does. `checked`
     counts claims plus final job documents.
     """
-    pairing = pair_operations(history)
-    enqueued = enqueued_jobs(history, pairing, final)
+    index = index or HistoryIndex.build(history, final)
+    enqueued = index.enqueued
     records = final_jobs(final)
     violations: list[Violation] = []
     checked = 0
 
-    for job, job_list in job_steps(history, pairing).items():
+    for job, job_list in index.steps.items():
         info = enqueued.get(job)
         record = records.get(job)
         max_retries = info.max_retries if info is not None else None

@@ -6,9 +6,9 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.checkers.index import FENCED_WRITES, Step, job_steps
+from harness.checkers.index import FENCED_WRITES, HistoryIndex, Step
 from harness.checkers.verdict import Verdict, Violation, make_verdict, violation
-from harness.history import Event, FinalState, pair_operations
+from harness.history import Event, FinalState
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,9 @@ def _stale_reason(write: Step, newer: _NewerClaims) -> tuple[str, int | None] | 
     return None
 
 
-def check(history: Sequence[Event], final: FinalState) -> Verdict:
+def check(
+    history: Sequence[Event], final: FinalState, *, index: HistoryIndex | None = None
+) -> Verdict:
     """Check single completion and fencing of every accepted write.
 
     A job may have at most one accepted ``complete``. An accepted ``renew``,
@@ -84,7 +86,7 @@ def check(history: Sequence[Event], final: FinalState) -> Verdict:
     before the write was sent. `checked` counts accepted fenced writes, and
     ``stats["stale_rejected"]`` counts fenced writes rejected as stale.
     """
-    steps = job_steps(history, pair_operations(history))
+    steps = (index or HistoryIndex.build(history, final)).steps
     violations: list[Violation] = []
     accepted = 0
     for job, job_list in steps.items():
