@@ -77,7 +77,7 @@ class JobSpec(_Record):
 class FaultAction(_Record):
     """One step of a fault: its start (``kill``, ``pause`` ...) or its heal.
 
-    `target` is a worker index, or None for the database. `params` holds
+    `target` is a worker index, or None for the database. `params` contains
     ``delay_ms`` and ``drop_probability`` for ``latency_start`` and
     ``offset_s`` for ``clock_skew`` (0 when the skew heals).
     """

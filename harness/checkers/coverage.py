@@ -89,7 +89,7 @@ def check(
 ) -> Verdict:
     """Check that each event in `expect` happened at least once.
 
-    `checked` counts expected events, and ``stats`` holds the count of every
+    `checked` counts expected events, and ``stats`` contains the count of every
     coverage event, so a report can show what a run exercised.
     """
     counts = count_events(history, final, index)

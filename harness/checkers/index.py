@@ -80,7 +80,7 @@ _DEFAULT_STATE: dict[str, str | None] = {
     "claim": "RUNNING",
     "renew": "RUNNING",
     "complete": "SUCCESS",
-    "fail": None,  # QUEUED, FAILED or CANCELLED: the event must say which
+    "fail": None,  # QUEUED, FAILED or CANCELLED, given by the event
     "release": "QUEUED",
     "finish_cancelled": "CANCELLED",
     "cancel": None,  # CANCELLED, or RUNNING when cancellation was only requested

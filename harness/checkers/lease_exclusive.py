@@ -49,8 +49,8 @@ def _leases(job_list: list[Step], uncertain: set[tuple[str, int]]) -> list[_Leas
         if step.kind != "claim" or step.token is None or step.db_time is None:
             continue
         token_steps = by_token[step.token]
-        held = [s.db_time for s in token_steps if s.kind in ("claim", "renew")]
-        last_held = max(time for time in held if time is not None)
+        held_times = [s.db_time for s in token_steps if s.kind in ("claim", "renew")]
+        last_held = max(time for time in held_times if time is not None)
         expiries = [
             s.event.get("lease_expires_at")
             for s in token_steps

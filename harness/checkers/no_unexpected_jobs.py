@@ -15,7 +15,7 @@ def check(
     """Check that every job in the final state or in a claim ok was enqueued.
 
     A job is expected if an ``enqueue`` ok returned its id. An enqueue with an
-    ``unknown`` outcome may have inserted a job whose id nobody saw, so up to
+    ``unknown`` outcome may have inserted a job whose id was never recorded, so up to
     that many unexpected jobs are tolerated and counted in
     ``stats["explained_by_unknown_enqueues"]``. Past that count, every
     unexpected job is a violation, because the history cannot tell which of

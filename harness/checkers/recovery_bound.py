@@ -30,18 +30,18 @@ def _holder_key(event: Event) -> tuple[str, int | None]:
 
 
 def _take_held(
-    held: dict[tuple[str, int | None], dict[str, int]], kill: Event
+    held_by_process: dict[tuple[str, int | None], dict[str, int]], kill: Event
 ) -> dict[str, int]:
     """Remove and return what the killed process held.
 
     A kill event without a pid matches every incarnation of its process.
     """
     if kill.get("pid") is not None:
-        return held.pop(_holder_key(kill), {})
-    taken: dict[str, int] = {}
-    for key in [key for key in held if key[0] == kill["process"]]:
-        taken |= held.pop(key)
-    return taken
+        return held_by_process.pop(_holder_key(kill), {})
+    jobs: dict[str, int] = {}
+    for key in [key for key in held_by_process if key[0] == kill["process"]]:
+        jobs |= held_by_process.pop(key)
+    return jobs
 
 
 def _ends_holding(event: Event) -> bool:
@@ -92,9 +92,9 @@ def check(
     a recovery, or cancelled, within ``lease_ttl_s + recovery_interval_s +
     margin_s`` of the kill, measured in history time.
 
-    A requeue by recovery alone does not count, so a backlog of jobs that
-    the queue ranks first delays the new claim; a violation message shows
-    when recovery requeued the job.
+    A requeue by recovery alone does not count. So a backlog of jobs that
+    the queue ranks first can delay the new claim past the bound, and the
+    violation message then shows when recovery requeued the job.
 
     A write that ends the attempt may have been in flight when the process
     died. If one has an unknown outcome and the final state shows the job
@@ -103,7 +103,8 @@ def check(
     ``stats["unverified"]``, not as a violation. `checked` counts held jobs.
     """
     bound_s = lease_ttl_s + recovery_interval_s + margin_s
-    held: dict[tuple[str, int | None], dict[str, int]] = defaultdict(dict)
+    # (process, pid) -> {job: token} of the leases that the process holds.
+    held_by_process: dict[tuple[str, int | None], dict[str, int]] = defaultdict(dict)
     holder_of: dict[str, tuple[tuple[str, int | None], int]] = {}
     pending: dict[str, list[_Obligation]] = defaultdict(list)
     obligations: list[_Obligation] = []
@@ -111,14 +112,16 @@ def check(
     def release(job: str, token: int | None) -> None:
         holder = holder_of.get(job)
         if holder is not None and (token is None or holder[1] == token):
-            held[holder[0]].pop(job, None)
+            held_by_process[holder[0]].pop(job, None)
             del holder_of[job]
 
-    def resolve(job: str, t: float, how: str, newer_than: int | None = None) -> None:
+    def resolve(
+        job: str, t: float, resolution: str, newer_than: int | None = None
+    ) -> None:
         remaining = []
         for obligation in pending.get(job, ()):
             if newer_than is None or obligation.token < newer_than:
-                obligation.resolved_t, obligation.resolution = t, how
+                obligation.resolved_t, obligation.resolution = t, resolution
             else:
                 remaining.append(obligation)
         pending[job] = remaining
@@ -131,7 +134,7 @@ def check(
             event.get("token"),
         )
         if kind == "info" and f == "kill":
-            for held_job, held_token in _take_held(held, event).items():
+            for held_job, held_token in _take_held(held_by_process, event).items():
                 holder_of.pop(held_job, None)
                 obligation = _Obligation(
                     held_job,
@@ -145,7 +148,7 @@ def check(
         elif kind == "ok" and f == "claim" and job and isinstance(token, int):
             release(job, None)
             resolve(job, event["t"], f"claimed again with token {token}", token)
-            held[_holder_key(event)][job] = token
+            held_by_process[_holder_key(event)][job] = token
             holder_of[job] = (_holder_key(event), token)
         elif kind == "ok" and f == "recover":
             for moved_job, moved_token, state, _ in recovered_pairs(event):
