@@ -41,8 +41,9 @@ up, so a shared server would make later steps look slower than earlier ones.
    registry contains every job. The steady rate runs from the first job's
    `started_at` to the last job's `ended_at`.
 4. **Recovery.** A victim worker claims a `sleep` job of 600 s, then a
-   survivor worker starts. After a random delay within one heartbeat
-   interval, the victim gets SIGKILL. The recovery time runs from the kill
+   survivor worker starts. After a random delay of up to one heartbeat
+   interval plus up to one recovery sweep interval, so that the kill falls
+   at a random point of both cycles, the victim gets SIGKILL. The recovery time runs from the kill
    to the survivor's claim of that job (its `claimed_at`). Both timestamps
    come from this machine's clock, because the server runs on the same host.
    The poll interval is the default 1 s.

@@ -120,8 +120,12 @@ def run_trial(
             READY_TIMEOUT_S,
         )
 
-        # A random offset spreads the kill over the victim's renewal cycle.
-        time.sleep(rng.uniform(0, setting.heartbeat_interval_s))
+        # Two random offsets spread the kill uniformly over the victim's
+        # renewal cycle and over the survivor's recovery sweep cycle.
+        time.sleep(
+            rng.uniform(0, setting.heartbeat_interval_s)
+            + rng.uniform(0, setting.recovery_interval_s)
+        )
         killed_at = datetime.now(UTC)
         victim.kill()
 
