@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,8 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import os
-
+    report_dir: Path | None = args.report_dir
+    if report_dir is not None and report_dir.exists() and any(report_dir.iterdir()):
+        # Old history files in the folder would be merged into this run's.
+        print(
+            f"invalid --report-dir {report_dir}: the folder is not empty; "
+            "choose a new or empty folder",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
     uri = args.mongodb_uri or os.environ.get("MONGODB_URI") or None
     options = RunOptions(
         scenario_path=args.scenario,

@@ -308,8 +308,9 @@ class Run:
     ) -> None:
         duration_s = self.scenario.duration_s
         while (elapsed_s := time.monotonic() - start_t) < duration_s:
-            faults.run_due(elapsed_s)
+            # Read the history first, so a kill sees which jobs run right now.
             self._tick(pool, faults.ctx.events)
+            faults.run_due(elapsed_s)
             self._progress("faults", elapsed_s, faults)
             time.sleep(TICK_S)
 

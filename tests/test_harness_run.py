@@ -82,6 +82,15 @@ def test_cli_unknown_break_exits_2() -> None:
     assert "invalid choice" in result.stderr
 
 
+def test_cli_nonempty_report_dir_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "old.jsonl").write_text("{}\n")
+
+    result = harness("run", str(CI_CRASH), "--report-dir", str(tmp_path))
+
+    assert result.returncode == 2
+    assert "not empty" in result.stderr
+
+
 def test_crash_scenario_end_to_end(tmp_path: Path) -> None:
     report_dir = tmp_path / "report"
 
