@@ -30,10 +30,10 @@ afterwards. SecantusDB slows down as its process ages and as documents pile
 up, so a shared server would make later steps look slower than earlier ones.
 
 1. **Cycle.** One process enqueues the jobs, then claims and completes them
-   one at a time until the queue is empty: once through `aegis.queue.Queue`
-   (`claim` + `complete`) and once through raw driver calls with the same
-   filter, sort, update pipeline and write concern (`find_one_and_update` +
-   `update_one`). The variants alternate round by round on one server, and
+   one at a time until the queue is empty. One variant goes through
+   `aegis.queue.Queue` (`claim` + `complete`). The other sends raw driver
+   calls (`find_one_and_update` + `update_one`) with the same filter, sort,
+   update pipeline and write concern. The variants alternate round by round on one server, and
    every round starts from an empty collection.
 2. **Throughput.** The queue is filled with no-op jobs, then N
    `python -m aegis worker --concurrency 1` processes start. Wall time runs
