@@ -135,7 +135,8 @@ def run_trial(
             lambda: _job_held_by(store, job.id, survivor_id),
             timeout_s,
         )
-        return (doc["claimed_at"] - killed_at).total_seconds()
+        claimed_at: datetime = doc["claimed_at"]
+        return (claimed_at - killed_at).total_seconds()
     finally:
         victim.kill()
         if survivor is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from aegis.models import JobState
 from aegis.queue import Queue
@@ -46,7 +47,9 @@ def steady_rate(store: Store, jobs: int) -> float:
     first = store.jobs.find_one(sort=[("claimed_at", 1)])
     last = store.jobs.find_one(sort=[("finished_at", -1)])
     assert first is not None and last is not None
-    span_s = (last["finished_at"] - first["claimed_at"]).total_seconds()
+    finished_at: datetime = last["finished_at"]
+    claimed_at: datetime = first["claimed_at"]
+    span_s = (finished_at - claimed_at).total_seconds()
     return jobs / span_s
 
 
