@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 STOP_TIMEOUT_S = 15.0
+# A clean exit, or the signals that the benchmark itself sends.
+EXPECTED_EXIT_CODES = (0, -signal.SIGTERM, -signal.SIGKILL)
 
 
 class WorkerProcess:
@@ -26,8 +29,8 @@ class WorkerProcess:
         extra_args: Sequence[str] = (),
     ) -> None:
         self.worker_id = worker_id
-        log_dir = Path(tempfile.mkdtemp(prefix="aegis-bench-worker-"))
-        self.log_path = log_dir / f"{worker_id}.log"
+        self.log_dir = Path(tempfile.mkdtemp(prefix="aegis-bench-worker-"))
+        self.log_path = self.log_dir / f"{worker_id}.log"
         self._log_file = open(self.log_path, "wb")  # noqa: SIM115
         command = [
             sys.executable,
@@ -62,7 +65,7 @@ class WorkerProcess:
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait()
-        self._log_file.close()
+        self._close_log()
 
     def stop(self) -> None:
         """Send SIGTERM and wait; SIGKILL if it does not exit in time."""
@@ -72,7 +75,19 @@ class WorkerProcess:
                 self.process.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        """Close the log; delete it unless the worker exited on its own with an error."""
         self._log_file.close()
+        if self.process.returncode in EXPECTED_EXIT_CODES:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+        else:
+            print(
+                f"worker {self.worker_id} exited with {self.process.returncode}; "
+                f"log kept at {self.log_path}",
+                file=sys.stderr,
+            )
 
 
 def peak_rss_kib(pid: int) -> int:
