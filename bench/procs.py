@@ -68,7 +68,7 @@ class WorkerProcess:
         self._close_log()
 
     def stop(self) -> None:
-        """Send SIGTERM and wait; SIGKILL if it does not exit in time."""
+        """Send SIGTERM and wait, then SIGKILL if the worker does not exit in time."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -78,7 +78,7 @@ class WorkerProcess:
         self._close_log()
 
     def _close_log(self) -> None:
-        """Close the log; delete it unless the worker exited on its own with an error."""
+        """Close the log, and delete it unless the worker failed on its own."""
         self._log_file.close()
         if self.process.returncode in EXPECTED_EXIT_CODES:
             shutil.rmtree(self.log_dir, ignore_errors=True)
