@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NotRequired, Required, TypedDict, cast
 
+from aegis.models import TERMINAL_STATES as JOB_END_STATES
+
 __all__ = [
     "EVENT_TYPES",
     "TERMINAL_STATES",
@@ -46,7 +48,7 @@ __all__ = [
 
 EventType = Literal["invoke", "ok", "fail", "unknown", "info"]
 EVENT_TYPES: frozenset[str] = frozenset({"invoke", "ok", "fail", "unknown", "info"})
-TERMINAL_STATES: frozenset[str] = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
+TERMINAL_STATES: frozenset[str] = frozenset(state.value for state in JOB_END_STATES)
 
 # Operations whose invoke already names the job, so a completion can be paired
 # by (worker, f, job) when events carry no `op` id.

@@ -27,6 +27,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from aegis.models import MAX_PRIORITY, MIN_PRIORITY
+
 __all__ = [
     "COVERAGE_EVENTS",
     "ClockSkewFault",
@@ -82,8 +84,6 @@ _DURATION_PATTERN = re.compile(
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_HINT = "expected seconds as a number, or a string such as 500ms, 2s or 1.5m"
 _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-MIN_PRIORITY = 0
-MAX_PRIORITY = 9
 
 
 class ScenarioError(ValueError):

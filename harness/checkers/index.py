@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from harness.history import Event, FinalState, JobRecord, Pairing, pair_operations
 
@@ -260,7 +260,7 @@ def job_steps(history: Sequence[Event], pairing: Pairing) -> dict[str, list[Step
         if f not in _RANK or not job:
             continue
 
-        kind: StepKind = f  # type: ignore[assignment]
+        kind = cast(StepKind, f)
         if kind == "enqueue":
             epoch = 0
         elif token is not None:
