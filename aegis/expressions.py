@@ -50,7 +50,7 @@ def insert_stages(
 ) -> list[dict[str, Any]]:
     """An upsert pipeline that inserts a new job stamped with `$$NOW`."""
     stage: dict[str, Any] = {key: {"$literal": value} for key, value in fields.items()}
-    stage.update({"seq": seq, "created_at": NOW, "run_at": run_at})
+    stage.update({"seq": seq, "created_at": NOW, "updated_at": NOW, "run_at": run_at})
     return [{"$set": stage}]
 
 
@@ -107,6 +107,7 @@ def end_attempt_stages(
         "state": "$_next",
         "run_at": {"$cond": [queued, requeue_at, "$run_at"]},
         "finished_at": {"$cond": [queued, None, NOW]},
+        "updated_at": NOW,
         "lease_expires_at": None,
     }
     return [{"$set": decide}, {"$set": apply}, {"$unset": "_next"}]

@@ -184,6 +184,7 @@ class InstrumentedQueue:
     def _count_recovered(self, result: RecoveryResult) -> None:
         moved = [("requeued", job_id) for job_id, _ in result.requeued]
         moved += [("failed", job_id) for job_id, _ in result.failed]
+        moved += [("cancelled", job_id) for job_id, _ in result.cancelled]
         try:
             labels = job_labels(self.queue.store, [job_id for _, job_id in moved])
         except PyMongoError as exc:

@@ -105,6 +105,7 @@ class Job:
     lease_expires_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    updated_at: datetime | None = None
     cancel_requested: bool = False
     idempotency_key: str | None = None
     result: Any = None
@@ -134,6 +135,7 @@ class Job:
             lease_expires_at=as_utc(doc.get("lease_expires_at")),
             started_at=as_utc(doc.get("started_at")),
             finished_at=as_utc(doc.get("finished_at")),
+            updated_at=as_utc(doc.get("updated_at")),
             cancel_requested=bool(doc.get("cancel_requested", False)),
             idempotency_key=doc.get("idempotency_key"),
             result=doc.get("result"),
@@ -154,12 +156,16 @@ class Lease:
 
 @dataclass(frozen=True)
 class RecoveryResult:
-    """Jobs moved by one recovery sweep, as (job id, expired token) pairs."""
+    """Jobs moved by one recovery sweep, as (job id, expired token) pairs.
+
+    `at` is the database time of the last move, None when nothing moved.
+    """
 
     requeued: list[tuple[str, int]]
     failed: list[tuple[str, int]]
+    cancelled: list[tuple[str, int]] = field(default_factory=list)
     at: datetime | None = None
 
     @property
     def count(self) -> int:
-        return len(self.requeued) + len(self.failed)
+        return len(self.requeued) + len(self.failed) + len(self.cancelled)

@@ -313,6 +313,7 @@ class Queue:
                         "token": {"$add": ["$token", 1]},
                         "attempts": {"$add": ["$attempts", 1]},
                         "claimed_at": NOW,
+                        "updated_at": NOW,
                         "heartbeat_at": NOW,
                         "started_at": {"$ifNull": ["$started_at", NOW]},
                         "lease_expires_at": lease_end(self.settings.lease_ttl_s),
@@ -406,6 +407,7 @@ class Queue:
             "state": JobState.SUCCESS.value,
             "result": {"$literal": result},
             "finished_at": NOW,
+            "updated_at": NOW,
         }
         job = Job.from_doc(
             self._fenced_write("complete", job_id, token, [{"$set": stage}])
@@ -488,6 +490,7 @@ class Queue:
         stage = {
             "state": JobState.CANCELLED.value,
             "finished_at": NOW,
+            "updated_at": NOW,
             "lease_expires_at": None,
         }
         job = Job.from_doc(
@@ -505,7 +508,8 @@ class Queue:
 
         The expired attempt already counted when the job was claimed; a job
         that used all `max_retries + 1` attempts ends FAILED with a "lease
-        expired" error. Each move is conditional on the expired token, so a
+        expired" error, and one whose cancellation was requested ends
+        CANCELLED. Each move is conditional on the expired token, so a
         job that a concurrent recovery already moved is skipped.
         """
         expired = self.store.jobs.find(
@@ -515,8 +519,12 @@ class Queue:
             },
             projection={"_id": 1, "token": 1},
         )
-        requeued: list[tuple[str, int]] = []
-        failed: list[tuple[str, int]] = []
+        moved_to: dict[str, list[tuple[str, int]]] = {
+            JobState.QUEUED.value: [],
+            JobState.FAILED.value: [],
+            JobState.CANCELLED.value: [],
+        }
+        last_move_at = None
         error = ErrorInfo("LeaseExpired", "lease expired before the job finished")
         stages = end_attempt_stages(error_entry(error), NOW, BELOW_CAP)
         for candidate in list(expired):
@@ -528,15 +536,14 @@ class Queue:
                     "$expr": LEASE_EXPIRED,
                 },
                 stages,
-                projection={"state": 1, "attempts": 1, "worker_id": 1},
+                projection={"state": 1, "attempts": 1, "worker_id": 1, "updated_at": 1},
                 return_document=ReturnDocument.AFTER,
             )
             if doc is None:
                 continue
             moved = (str(candidate["_id"]), int(candidate["token"]))
-            (requeued if doc["state"] == JobState.QUEUED.value else failed).append(
-                moved
-            )
+            moved_to[doc["state"]].append(moved)
+            last_move_at = as_utc(doc["updated_at"])
             log.warning(
                 "job %s attempt %d token %d worker %s: lease expired; recovered to %s",
                 moved[0],
@@ -545,7 +552,12 @@ class Queue:
                 doc.get("worker_id"),
                 doc["state"],
             )
-        return RecoveryResult(requeued=requeued, failed=failed)
+        return RecoveryResult(
+            requeued=moved_to[JobState.QUEUED.value],
+            failed=moved_to[JobState.FAILED.value],
+            cancelled=moved_to[JobState.CANCELLED.value],
+            at=last_move_at,
+        )
 
     # -- operator actions -------------------------------------------------
 
@@ -561,7 +573,15 @@ class Queue:
         for _ in range(5):
             doc = self.store.jobs.find_one_and_update(
                 {"_id": oid, "state": JobState.QUEUED.value},
-                [{"$set": {"state": JobState.CANCELLED.value, "finished_at": NOW}}],
+                [
+                    {
+                        "$set": {
+                            "state": JobState.CANCELLED.value,
+                            "finished_at": NOW,
+                            "updated_at": NOW,
+                        }
+                    }
+                ],
                 return_document=ReturnDocument.AFTER,
             )
             if doc is not None:
@@ -569,7 +589,7 @@ class Queue:
                 return Job.from_doc(doc)
             doc = self.store.jobs.find_one_and_update(
                 {"_id": oid, "state": JobState.RUNNING.value},
-                {"$set": {"cancel_requested": True}},
+                [{"$set": {"cancel_requested": True, "updated_at": NOW}}],
                 return_document=ReturnDocument.AFTER,
             )
             if doc is not None:
@@ -596,6 +616,7 @@ class Queue:
                         "attempts": 0,
                         "run_at": NOW,
                         "finished_at": None,
+                        "updated_at": NOW,
                         "cancel_requested": False,
                     }
                 }

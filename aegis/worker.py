@@ -473,10 +473,11 @@ class Worker:
             if result.count:
                 self.stats.recovered += result.count
                 log.info(
-                    "worker %s: recovery requeued %d and failed %d jobs",
+                    "worker %s: recovery requeued %d, failed %d and cancelled %d jobs",
                     self.worker_id,
                     len(result.requeued),
                     len(result.failed),
+                    len(result.cancelled),
                 )
 
     # -- shutdown -----------------------------------------------------------

@@ -61,8 +61,8 @@ class JobSpec(_Record):
 
     `job_type` is ``work`` (sleep ``payload.duration_s``, raising on the first
     ``payload.failing_attempts`` attempts), ``crash`` (the handler kills its
-    own process) or ``hang`` (the handler sleeps ``payload.sleep_s``, past its
-    lease). Every payload carries ``index``, the job's position in the plan.
+    own process) or ``hang`` (the handler freezes its whole worker process
+    for ``payload.sleep_s``, past its lease). Every payload carries ``index``, the job's position in the plan.
     """
 
     index: int

@@ -127,7 +127,8 @@ def _end_fields(job: Job) -> dict[str, Any]:
         "state": job.state.value,
         "attempts": job.attempts,
         "run_at": epoch_s(job.run_at),
-        "db_time": epoch_s(job.finished_at),
+        # updated_at is stamped by every write, also those that requeue.
+        "db_time": epoch_s(job.updated_at),
     }
 
 
@@ -271,6 +272,8 @@ class RecordingQueue:
             return {
                 "requeued": [list(pair) for pair in result.requeued],
                 "failed": [list(pair) for pair in result.failed],
+                "cancelled": [list(pair) for pair in result.cancelled],
+                "db_time": epoch_s(result.at),
             }
 
         return self._call("recover", self.queue.recover, ok_fields)

@@ -171,7 +171,8 @@ def test_requeue_stuck_command(
 
     assert code == 0
     assert json.loads(out) == {
-        "requeued": 1, "failed": 0, "requeuedIds": [job.job_id], "failedIds": [],
+        "requeued": 1, "failed": 0, "cancelled": 0,
+        "requeuedIds": [job.job_id], "failedIds": [], "cancelledIds": [],
     }  # fmt: skip
 
 

@@ -329,6 +329,32 @@ def test_recover_leaves_live_leases(queue: Queue) -> None:
     assert queue.recover().count == 0
 
 
+def test_recover_cancels_job_with_cancel_requested(queue: Queue, store: Store) -> None:
+    queue.enqueue("echo", max_retries=3)
+    job = queue.claim("w1", ["default"])
+    assert job is not None
+    queue.cancel(job.job_id)
+    expire_lease(store, job.job_id)
+
+    result = queue.recover()
+
+    assert result.cancelled == [(job.job_id, 1)]
+    assert result.requeued == []
+    assert result.at is not None
+    assert queue.get(job.job_id).state is JobState.CANCELLED
+
+
+def test_every_write_stamps_updated_at(queue: Queue) -> None:
+    queue.enqueue("echo")
+    job = queue.claim("w1", ["default"])
+    assert job is not None and job.updated_at is not None
+
+    released = queue.release(job.job_id, job.token)
+
+    assert released.updated_at is not None
+    assert released.updated_at >= job.updated_at
+
+
 def test_release_requeues_and_counts_attempt(queue: Queue) -> None:
     queue.enqueue("echo")
     job = queue.claim("w1", ["default"])

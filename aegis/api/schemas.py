@@ -266,16 +266,20 @@ class RecoveryPublic(PublicModel):
 
     requeued: int
     failed: int
+    cancelled: int
     requeued_ids: list[str]
     failed_ids: list[str]
+    cancelled_ids: list[str]
 
     @classmethod
     def from_result(cls, result: RecoveryResult) -> RecoveryPublic:
         return cls(
             requeued=len(result.requeued),
             failed=len(result.failed),
+            cancelled=len(result.cancelled),
             requeued_ids=[job_id for job_id, _ in result.requeued],
             failed_ids=[job_id for job_id, _ in result.failed],
+            cancelled_ids=[job_id for job_id, _ in result.cancelled],
         )
 
 

@@ -134,11 +134,16 @@ def cmd_requeue_stuck(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
         return 0
-    print(f"requeued {result.requeued}, failed {result.failed}")
+    print(
+        f"requeued {result.requeued}, failed {result.failed}, "
+        f"cancelled {result.cancelled}"
+    )
     for job_id in result.requeued_ids:
         print(f"requeued {job_id}")
     for job_id in result.failed_ids:
         print(f"failed {job_id}")
+    for job_id in result.cancelled_ids:
+        print(f"cancelled {job_id}")
     return 0
 
 

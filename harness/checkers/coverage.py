@@ -28,7 +28,7 @@ def _event_names(event: Event) -> Iterable[str]:
         elif event.get("state") == "FAILED":
             yield "retry_exhausted"
     elif kind == "ok" and f == "recover":
-        if event.get("requeued") or event.get("failed"):
+        if event.get("requeued") or event.get("failed") or event.get("cancelled"):
             yield "recovery"
         if event.get("failed"):
             yield "retry_exhausted"

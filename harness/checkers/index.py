@@ -194,7 +194,11 @@ def recovered_pairs(event: Event) -> Iterator[tuple[str, int, str, float | None]
     Entries are ``[job, token]`` or ``[job, token, run_at]``. Without a
     run_at, a requeued job is runnable at once.
     """
-    moved = (("QUEUED", event.get("requeued")), ("FAILED", event.get("failed")))
+    moved = (
+        ("QUEUED", event.get("requeued")),
+        ("FAILED", event.get("failed")),
+        ("CANCELLED", event.get("cancelled")),
+    )
     for state, entries in moved:
         for entry in entries or ():
             run_at = _as_float(entry[2]) if len(entry) > 2 else None

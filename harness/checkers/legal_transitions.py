@@ -12,7 +12,7 @@ from harness.checkers.verdict import Verdict, Violation, make_verdict, violation
 from harness.history import Event, FinalState, Pairing
 
 # (state before, operation) -> states the operation may leave the job in.
-# fail, release and finish_cancelled end CANCELLED when cancellation was
+# fail, release, recover and finish_cancelled end CANCELLED when cancellation was
 # requested while the job ran. A cancel of a RUNNING job may only record the
 # request, which leaves it RUNNING.
 ALLOWED: dict[tuple[str | None, str], frozenset[str]] = {
@@ -22,7 +22,7 @@ ALLOWED: dict[tuple[str | None, str], frozenset[str]] = {
     ("RUNNING", "complete"): frozenset({"SUCCESS"}),
     ("RUNNING", "fail"): frozenset({"QUEUED", "FAILED", "CANCELLED"}),
     ("RUNNING", "release"): frozenset({"QUEUED", "FAILED", "CANCELLED"}),
-    ("RUNNING", "recover"): frozenset({"QUEUED", "FAILED"}),
+    ("RUNNING", "recover"): frozenset({"QUEUED", "FAILED", "CANCELLED"}),
     ("RUNNING", "finish_cancelled"): frozenset({"CANCELLED"}),
     ("QUEUED", "cancel"): frozenset({"CANCELLED"}),
     ("RUNNING", "cancel"): frozenset({"CANCELLED", "RUNNING"}),
@@ -133,6 +133,7 @@ _UNCERTAIN_MOVES: dict[str | None, tuple[tuple[str, str], ...]] = {
         ("cancel", "CANCELLED"),
         ("recover", "QUEUED"),
         ("recover", "FAILED"),
+        ("recover", "CANCELLED"),
     ),
     "FAILED": (("retry", "QUEUED"),),
 }

@@ -293,7 +293,14 @@ def test_requeue_stuck_nothing_to_do(client: TestClient, queue: Queue) -> None:
 
     body = client.post("/jobs/requeue-stuck").json()
 
-    assert body == {"requeued": 0, "failed": 0, "requeuedIds": [], "failedIds": []}
+    assert body == {
+        "requeued": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "requeuedIds": [],
+        "failedIds": [],
+        "cancelledIds": [],
+    }
 
 
 def test_health_endpoints(client: TestClient) -> None:
