@@ -197,6 +197,9 @@ class InstrumentedQueue:
             queue_name, job_type = labels.get(job_id, ("unknown", "unknown"))
             self.metrics.recovered.labels(queue_name, job_type, outcome).inc()
 
+    def next_expiry_s(self) -> float | None:
+        return self.queue.next_expiry_s()
+
     def cancel(self, job_id: str) -> Job:
         return self.queue.cancel(job_id)
 

@@ -46,6 +46,7 @@ from aegis.expressions import (
     error_entry,
     insert_stages,
     lease_end,
+    ms_until,
 )
 from aegis.models import (
     DEFAULT_MAX_RETRIES,
@@ -558,6 +559,23 @@ class Queue:
             cancelled=moved_to[JobState.CANCELLED.value],
             at=last_move_at,
         )
+
+    def next_expiry_s(self) -> float | None:
+        """Return seconds until the earliest RUNNING lease expires, by the database clock.
+
+        Negative when that lease already expired; None when nothing runs.
+        Workers use it to time their next recovery sweep.
+        """
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"state": JobState.RUNNING.value}},
+            {"$sort": {"lease_expires_at": 1}},
+            {"$limit": 1},
+            {"$project": {"_id": 0, "ms": ms_until("$lease_expires_at")}},
+        ]
+        earliest = list(self.store.jobs.aggregate(pipeline))
+        if not earliest or earliest[0].get("ms") is None:
+            return None
+        return float(earliest[0]["ms"]) / 1000
 
     # -- operator actions -------------------------------------------------
 

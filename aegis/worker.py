@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 LEASE_SAFETY_FRACTION = 0.9
 # Sleep after the first empty claim; doubles up to `poll_interval_s`.
 MIN_IDLE_SLEEP_S = 0.05
+# A recovery sweep timed by a lease expiry runs this much after it (times a
+# random factor in [1, 2)), so the lease has surely expired by the database clock.
+EXPIRY_MARGIN_S = 0.05
 # Retry delays after a database error: doubles from the first to the last.
 DB_RETRY_FIRST_S = 0.1
 DB_RETRY_MAX_S = 5.0
@@ -63,6 +66,7 @@ class QueueOperations(Protocol):
     def release(self, job_id: str, token: int) -> Job: ...
     def finish_cancelled(self, job_id: str, token: int) -> Job: ...
     def recover(self) -> RecoveryResult: ...
+    def next_expiry_s(self) -> float | None: ...
 
 
 @dataclass
@@ -462,23 +466,43 @@ class Worker:
             running.ctx.cancel_requested.set()
 
     def _recovery_loop(self) -> None:
-        interval_s = self.settings.recovery_interval_s
-        # Jitter spreads the sweeps of workers that started together.
-        while not self._done.wait(interval_s * self._rng.uniform(0.8, 1.2)):
+        delay_s = self._next_sweep_delay_s()
+        while not self._done.wait(delay_s):
             try:
                 result = self.queue.recover()
             except PyMongoError as exc:
                 log.warning("worker %s: recovery failed: %s", self.worker_id, exc)
-                continue
-            if result.count:
-                self.stats.recovered += result.count
-                log.info(
-                    "worker %s: recovery requeued %d, failed %d and cancelled %d jobs",
-                    self.worker_id,
-                    len(result.requeued),
-                    len(result.failed),
-                    len(result.cancelled),
-                )
+            else:
+                if result.count:
+                    self.stats.recovered += result.count
+                    log.info(
+                        "worker %s: recovery requeued %d, failed %d and cancelled %d jobs",
+                        self.worker_id,
+                        len(result.requeued),
+                        len(result.failed),
+                        len(result.cancelled),
+                    )
+            delay_s = self._next_sweep_delay_s()
+
+    def _next_sweep_delay_s(self) -> float:
+        """Wait the recovery interval, or less when a lease expires sooner.
+
+        Jitter spreads the sweeps of workers that started together. Waking
+        just after the earliest lease expiry bounds the delay a crash adds
+        by about `lease_ttl_s` instead of `lease_ttl_s + recovery_interval_s`.
+        """
+        delay_s = self.settings.recovery_interval_s * self._rng.uniform(0.8, 1.2)
+        try:
+            expiry_s = self.queue.next_expiry_s()
+        except PyMongoError as exc:
+            log.warning(
+                "worker %s: reading lease expiries failed: %s", self.worker_id, exc
+            )
+            return delay_s
+        if expiry_s is None:
+            return delay_s
+        after_expiry_s = max(expiry_s, 0.0) + EXPIRY_MARGIN_S * self._rng.uniform(1, 2)
+        return min(delay_s, after_expiry_s)
 
     # -- shutdown -----------------------------------------------------------
 

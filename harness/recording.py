@@ -278,6 +278,10 @@ class RecordingQueue:
 
         return self._call("recover", self.queue.recover, ok_fields)
 
+    def next_expiry_s(self) -> float | None:
+        # A read that changes nothing: not part of the history.
+        return self.queue.next_expiry_s()
+
     def cancel(self, job_id: str) -> Job:
         return self._call(
             "cancel",

@@ -432,3 +432,20 @@ def test_get_unknown_and_malformed_ids(queue: Queue) -> None:
         queue.get("0123456789abcdef01234567")
     with pytest.raises(InvalidJob, match="24 hexadecimal"):
         queue.get("not-an-id")
+
+
+def test_next_expiry_reports_earliest_lease(
+    queue: Queue, store: Store, fast_settings: QueueSettings
+) -> None:
+    assert queue.next_expiry_s() is None
+    queue.enqueue("echo")
+    queue.enqueue("echo")
+    first = queue.claim("w1", ["default"])
+    assert first is not None
+    assert 0 < (queue.next_expiry_s() or 0) <= fast_settings.lease_ttl_s
+
+    expire_lease(store, first.job_id)
+    assert queue.claim("w1", ["default"]) is not None
+
+    expiry_s = queue.next_expiry_s()
+    assert expiry_s is not None and expiry_s < 0
