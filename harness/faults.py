@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from aegis.devdb import EmbeddedServer
 from harness.live import LiveHistory
 from harness.plan import FaultAction
-from harness.processes import WorkerPool, WorkerSlot, clock_skew_problem
+from harness.processes import WorkerPool, WorkerSlot, clock_skew_method
 from harness.proxy import TcpProxy
 from harness.recording import EventLog
 
@@ -270,22 +270,23 @@ class LatencyFault(Fault):
 
 
 class ClockSkewFault(Fault):
-    """Restart a worker under libfaketime with its wall clock shifted.
+    """Restart a worker with its wall clock shifted by `offset_s`.
 
-    Only the wall clock moves, so history times stay comparable. Lease
-    decisions use the database clock, so the skew should change nothing.
+    With libfaketime, when it works with Python here, the whole process's
+    wall clock moves. Otherwise the worker shifts `time.time` in-process
+    (`harness.skewed_clock`). Either way the monotonic clock stays real, so
+    history times stay comparable, and the database clock is untouched.
+    Lease decisions use the database clock, so the skew should change nothing.
     """
 
     start_action = "clock_skew"
     heal_action = "clock_skew"
 
     def _start(self, ctx: FaultContext) -> dict[str, Any]:
-        problem = clock_skew_problem()
-        if problem is not None:
-            raise FaultSkipped(problem)
+        _require_alive(self._slot(ctx))
         offset_s = float(self.params.get("offset_s", 0.0))
         self._restart_with_offset(ctx, offset_s)
-        return {"offset_s": offset_s}
+        return {"offset_s": offset_s, "method": clock_skew_method()}
 
     def _heal(self, ctx: FaultContext) -> dict[str, Any]:
         self._restart_with_offset(ctx, 0.0)

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from harness import skewed_clock
+
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
@@ -126,6 +128,26 @@ def clock_skew_problem() -> str | None:
     return None
 
 
+def clock_skew_method() -> str:
+    """Return how worker clocks are shifted here: libfaketime or in-process."""
+    if faketime_library() is not None and clock_skew_problem() is None:
+        return "libfaketime"
+    return "in-process"
+
+
+def clock_offset_env(offset_s: float) -> dict[str, str]:
+    """Return the environment that starts a worker with its wall clock shifted.
+
+    libfaketime when it works with Python here, preloaded into Python itself
+    with no wrapper process, so signals from faults reach the worker. Else
+    the in-process offset of `harness.skewed_clock`.
+    """
+    library = faketime_library()
+    if library is not None and clock_skew_method() == "libfaketime":
+        return faketime_env(library, offset_s)
+    return skewed_clock.offset_env(offset_s)
+
+
 @dataclass
 class WorkerConfig:
     """What every worker process of a run gets on its command line."""
@@ -203,11 +225,8 @@ class WorkerPool:
         """Start a new process in `slot`."""
         slot.incarnation += 1
         env = dict(os.environ)
-        library = faketime_library()
-        if slot.clock_offset_s and library is not None:
-            # The library is preloaded into Python itself, with no wrapper
-            # process, so signals from faults reach the worker.
-            env.update(faketime_env(library, slot.clock_offset_s))
+        if slot.clock_offset_s:
+            env.update(clock_offset_env(slot.clock_offset_s))
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.config.log_dir / f"{slot.label}.{slot.incarnation}.log"
         if slot.log_file is not None:
