@@ -2,60 +2,90 @@
 
 A run with a break should end with violated invariants: that shows the
 checkers catch the defect. Breaks change only the worker processes that the
-harness starts, never the `aegis` package on disk.
+harness starts (`harness.worker_process` loads `harness.broken_queue`),
+never the `aegis` package, so no setting of the normal queue can turn one on.
+
+This module imports only the standard library, so the worker process can
+read the break names before it imports `aegis`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from bson import ObjectId
 
-import aegis.worker
-from aegis.queue import Queue
-from aegis.validation import parse_job_id
+@dataclass(frozen=True)
+class Break:
+    """One deliberate defect and the run that shows it."""
 
-# A lease deadline this many leases long never passes during a run, so the
-# worker keeps reporting jobs whose lease it lost.
-NO_SELF_CHECK_FRACTION = 1000.0
+    name: str
+    summary: str  # one line, for `--break` help
+    scenario: str  # a short scenario file that shows it
+    violates: tuple[str, ...]  # the invariants that a run of it violates
 
-BREAKS = {
-    "no-fencing": (
-        "fenced writes match the job id alone, and workers keep reporting jobs "
-        "whose lease expired: stale completions are accepted"
+
+CATALOGUE = (
+    Break(
+        "fencing",
+        "complete, fail, renew and release ignore the token and the lease",
+        "scenarios/ci-pause.yaml",
+        ("single_commit", "lease_exclusive", "legal_transitions"),
     ),
-    "no-recovery": (
-        "workers never run recovery: jobs of killed workers stay RUNNING and "
-        "never finish"
+    Break(
+        "atomic-claim",
+        "claim is a find, a 20 ms gap, then an update by _id alone",
+        "scenarios/contention.yaml",
+        ("lease_exclusive", "legal_transitions"),
     ),
+    Break(
+        "retry-cap",
+        "recovery requeues a job at the retry cap instead of failing it",
+        "scenarios/ci-retry-storm.yaml",
+        ("retry_cap",),
+    ),
+    Break(
+        "client-clock",
+        "leases are set and judged by the worker's wall clock, not the database's",
+        "scenarios/ci-clock-skew.yaml",
+        ("lease_exclusive",),
+    ),
+    Break(
+        "no-recovery",
+        "workers never run recovery, so jobs of killed workers stay RUNNING",
+        "scenarios/ci-crash.yaml",
+        ("no_lost_jobs", "drained"),
+    ),
+)
+# Old names that still work on the command line.
+ALIASES = {"no-fencing": "fencing"}
+
+BY_NAME = {entry.name: entry for entry in CATALOGUE}
+# Every accepted name with its one-line help; aliases point to their break.
+BREAKS: dict[str, str] = {
+    **{entry.name: entry.summary for entry in CATALOGUE},
+    **{alias: f"old name of {target}" for alias, target in ALIASES.items()},
 }
 
 
-class UnfencedQueue(Queue):
-    """A `Queue` whose renew, complete, fail and release ignore token and lease."""
+def resolve_break(name: str | None) -> str | None:
+    """Return the break that `name` names, following aliases.
 
-    @staticmethod
-    def fenced(job_id: str | ObjectId, token: int) -> dict[str, Any]:
-        return {"_id": parse_job_id(job_id)}
+    Raises `ValueError` unless `name` is None or a known name.
+    """
+    if name is None:
+        return None
+    resolved = ALIASES.get(name, name)
+    if resolved not in BY_NAME:
+        known = ", ".join(sorted(BREAKS))
+        raise ValueError(f"unknown break {name!r}; expected one of: {known}")
+    return resolved
 
 
 def check_break(name: str | None) -> None:
     """Raise `ValueError` unless `name` is None or a known break."""
-    if name is not None and name not in BREAKS:
-        known = ", ".join(sorted(BREAKS))
-        raise ValueError(f"unknown break {name!r}; expected one of: {known}")
-
-
-def apply_break(name: str | None) -> type[Queue]:
-    """Put break `name` into this process; return the queue class to use."""
-    check_break(name)
-    if name == "no-fencing":
-        # The worker reads this module constant each time it sets a deadline.
-        aegis.worker.LEASE_SAFETY_FRACTION = NO_SELF_CHECK_FRACTION
-        return UnfencedQueue
-    return Queue
+    resolve_break(name)
 
 
 def runs_recovery(name: str | None) -> bool:
     """Return whether workers run recovery sweeps under break `name`."""
-    return name != "no-recovery"
+    return resolve_break(name) != "no-recovery"

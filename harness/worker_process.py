@@ -6,31 +6,22 @@
 Runs `aegis.worker.Worker` on a `RecordingQueue`, with the handlers of
 `harness.chaos_jobs`, and records ``worker_start`` and ``worker_exit`` info
 events. SIGTERM and SIGINT stop the worker gracefully.
+
+When the environment sets `harness.skewed_clock.CLOCK_OFFSET_ENV`, the
+wall clock is shifted before the worker modules are imported, so this
+module imports only the standard library and stdlib-only harness modules.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aegis.settings import QueueSettings
-from aegis.store import connect
-from aegis.worker import Worker
-from aegis.workers import WorkerRegistry
-from harness.breaks import BREAKS, apply_break, runs_recovery
-from harness.chaos_jobs import EFFECTS, ChaosJobs
-from harness.recording import EventLog, RecordingQueue
-
-log = logging.getLogger(__name__)
-
-# Short enough that a worker notices a stopped database within a lease or two.
-SERVER_SELECTION_TIMEOUT_S = 3.0
+from harness import skewed_clock
+from harness.breaks import BREAKS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,49 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
-    queue_type = apply_break(args.break_name)
-    settings = QueueSettings.model_validate(json.loads(args.settings))
-    worker_id = f"{args.label}-{os.getpid()}"
-    events = EventLog(args.history, args.label, worker_id)
-    store = connect(
-        args.mongodb_uri,
-        args.db,
-        server_selection_timeout_s=SERVER_SELECTION_TIMEOUT_S,
-        check=False,
-        app_name=f"aegis-chaos-{args.label}",
-    )
-    queue = RecordingQueue(queue_type(store, settings), events)
-    jobs = ChaosJobs(events, store.db[EFFECTS])
-    queues = [name for name in args.queues.split(",") if name]
-    worker = Worker(
-        queue,
-        jobs.registry(),
-        queues=queues,
-        concurrency=args.concurrency,
-        worker_id=worker_id,
-        registry=WorkerRegistry(store),
-        run_recovery=runs_recovery(args.break_name),
-    )
-    worker.install_signal_handlers()
-
-    events.info("worker_start", concurrency=args.concurrency, queues=queues)
-    try:
-        stats = worker.run()
-    finally:
-        store.close()
-    events.info("worker_exit", stats=dataclasses.asdict(stats))
-    events.close()
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    offset_s = skewed_clock.install_from_environment()
+    # Imported only now, so no worker module can hold the unshifted clock.
+    from harness.worker_run import run
+
     logging.basicConfig(
         level=logging.INFO,
         format=f"%(asctime)s %(levelname)s {args.label} %(name)s: %(message)s",
     )
-    return run(args)
+    if offset_s:
+        logging.getLogger(__name__).warning(
+            "wall clock shifted by %+g s in this process (time.time and time.time_ns; the monotonic clock is real)", offset_s
+        )
+    return run(args, clock_offset_s=offset_s)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,254 @@
+"""The queue classes behind `--break NAME`, each with one deliberate defect.
+
+Each class overrides the `aegis.queue.Queue` operation that it breaks and
+nothing else, so comparing the override with the original shows the defect.
+Only `harness.worker_process` loads this module.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+
+import aegis.worker
+from aegis.expressions import (
+    BELOW_CAP,
+    LEASE_EXPIRED,
+    NOW,
+    RUNNABLE_NOW,
+    end_attempt_stages,
+    error_entry,
+    lease_end,
+)
+from aegis.models import ErrorInfo, Job, JobState, Lease, RecoveryResult, as_utc
+from aegis.queue import Queue
+from aegis.validation import parse_job_id
+from harness.breaks import resolve_break
+
+# A lease deadline this many leases long never passes during a run, so the
+# worker keeps reporting jobs whose lease it lost.
+NO_SELF_CHECK_FRACTION = 1000.0
+# The pause between the find and the update of a two-step claim: about one
+# round trip to a database on another host, or a short garbage-collector pause.
+CLAIM_GAP_S = 0.02
+# The retry-cap break's requeue test: it treats the attempt that just
+# expired as not counted, so a job at the cap gets one attempt too many.
+BELOW_CAP_OFF_BY_ONE = {"$lte": ["$attempts", {"$add": ["$max_retries", 1]}]}
+
+
+def _recover(queue: Queue, expired: dict[str, Any], requeue: Any) -> RecoveryResult:
+    """Run `Queue.recover` with another expiry test and requeue condition.
+
+    `expired` replaces `LEASE_EXPIRED`, and `requeue` replaces `BELOW_CAP`.
+    """
+    candidates = queue.store.jobs.find(
+        {"state": JobState.RUNNING.value, "$expr": expired},
+        projection={"_id": 1, "token": 1},
+    )
+    error = ErrorInfo("LeaseExpired", "lease expired before the job finished")
+    stages = end_attempt_stages(error_entry(error), NOW, requeue)
+    moved: dict[str, list[tuple[str, int]]] = {state.value: [] for state in JobState}
+    last_move_at = None
+    for candidate in list(candidates):
+        doc = queue.store.jobs.find_one_and_update(
+            {
+                "_id": candidate["_id"],
+                "token": candidate["token"],
+                "state": JobState.RUNNING.value,
+                "$expr": expired,
+            },
+            stages,
+            projection={"state": 1, "updated_at": 1},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            continue
+        moved[doc["state"]].append((str(candidate["_id"]), int(candidate["token"])))
+        last_move_at = as_utc(doc["updated_at"])
+    return RecoveryResult(
+        requeued=moved[JobState.QUEUED.value],
+        failed=moved[JobState.FAILED.value],
+        cancelled=moved[JobState.CANCELLED.value],
+        at=last_move_at,
+    )
+
+
+class UnfencedQueue(Queue):
+    """`fencing`: renew, complete, fail and release ignore the token and lease."""
+
+    @staticmethod
+    def fenced(job_id: str | ObjectId, token: int) -> dict[str, Any]:
+        return {"_id": parse_job_id(job_id)}
+
+
+class TwoStepClaimQueue(Queue):
+    """`atomic-claim`: the claim reads the best job, then updates it by `_id`.
+
+    Two workers that read the same job before either updates it both claim
+    it, with the same token.
+    """
+
+    def claim(self, worker_id: str, queues: Sequence[str]) -> Job | None:
+        best = self.store.jobs.find_one(
+            {
+                "state": JobState.QUEUED.value,
+                "queue": {"$in": list(queues)},
+                "$expr": RUNNABLE_NOW,
+            },
+            projection={"token": 1},
+            sort=[("priority", 1), ("seq", 1)],
+        )
+        if best is None:
+            return None
+        time.sleep(CLAIM_GAP_S)
+        doc = self.store.jobs.find_one_and_update(
+            {"_id": best["_id"]},
+            [
+                {
+                    "$set": {
+                        "state": JobState.RUNNING.value,
+                        "worker_id": {"$literal": worker_id},
+                        "token": best["token"] + 1,
+                        "attempts": {"$add": ["$attempts", 1]},
+                        "claimed_at": NOW,
+                        "updated_at": NOW,
+                        "heartbeat_at": NOW,
+                        "started_at": {"$ifNull": ["$started_at", NOW]},
+                        "lease_expires_at": lease_end(self.settings.lease_ttl_s),
+                    }
+                }
+            ],
+            return_document=ReturnDocument.AFTER,
+        )
+        return None if doc is None else Job.from_doc(doc)
+
+
+class UncappedRecoveryQueue(Queue):
+    """`retry-cap`: recovery does not count the expired attempt.
+
+    A job whose lease expired on its last allowed attempt is requeued once
+    more instead of ending FAILED. Handler failures still respect the cap.
+    """
+
+    def recover(self) -> RecoveryResult:
+        return _recover(self, LEASE_EXPIRED, BELOW_CAP_OFF_BY_ONE)
+
+
+def client_now() -> datetime:
+    """Return this process's wall-clock time, which a clock_skew fault shifts."""
+    return datetime.fromtimestamp(time.time(), UTC)
+
+
+def _ms_until_client_now(field: str) -> dict[str, Any]:
+    """Milliseconds from the worker's own time to a date field."""
+    return {
+        "$dateDiff": {
+            "startDate": {"$literal": client_now()},
+            "endDate": field,
+            "unit": "millisecond",
+        }
+    }
+
+
+def _client_lease_end(lease_ttl_s: float) -> dict[str, Any]:
+    return {"$literal": client_now() + timedelta(seconds=lease_ttl_s)}
+
+
+class ClientClockQueue(Queue):
+    """`client-clock`: each worker sets and judges leases by its own clock.
+
+    Claims and renewals set `lease_expires_at` from the worker's wall clock,
+    fenced writes and recovery compare it with that clock, and the token
+    still fences every write. A worker whose clock runs ahead by more than a
+    lease sees every other worker's lease as expired and recovers it.
+    """
+
+    def claim(self, worker_id: str, queues: Sequence[str]) -> Job | None:
+        doc = self.store.jobs.find_one_and_update(
+            {
+                "state": JobState.QUEUED.value,
+                "queue": {"$in": list(queues)},
+                "$expr": RUNNABLE_NOW,
+            },
+            [
+                {
+                    "$set": {
+                        "state": JobState.RUNNING.value,
+                        "worker_id": {"$literal": worker_id},
+                        "token": {"$add": ["$token", 1]},
+                        "attempts": {"$add": ["$attempts", 1]},
+                        "claimed_at": NOW,
+                        "updated_at": NOW,
+                        "heartbeat_at": NOW,
+                        "started_at": {"$ifNull": ["$started_at", NOW]},
+                        "lease_expires_at": _client_lease_end(
+                            self.settings.lease_ttl_s
+                        ),
+                    }
+                }
+            ],
+            sort=[("priority", 1), ("seq", 1)],
+            return_document=ReturnDocument.AFTER,
+        )
+        return None if doc is None else Job.from_doc(doc)
+
+    @staticmethod
+    def fenced(job_id: str | ObjectId, token: int) -> dict[str, Any]:
+        return {
+            "_id": parse_job_id(job_id),
+            "token": token,
+            "state": JobState.RUNNING.value,
+            "$expr": {"$gt": [_ms_until_client_now("$lease_expires_at"), 0]},
+        }
+
+    def renew(self, job_id: str | ObjectId, token: int) -> Lease:
+        stage = {
+            "lease_expires_at": _client_lease_end(self.settings.lease_ttl_s),
+            "heartbeat_at": NOW,
+        }
+        doc = self._fenced_write(
+            "renew",
+            job_id,
+            token,
+            [{"$set": stage}],
+            projection={
+                "lease_expires_at": 1,
+                "heartbeat_at": 1,
+                "cancel_requested": 1,
+            },
+        )
+        return Lease(
+            job_id=str(job_id),
+            token=token,
+            lease_expires_at=as_utc(doc["lease_expires_at"]),  # type: ignore[arg-type]
+            renewed_at=as_utc(doc["heartbeat_at"]),  # type: ignore[arg-type]
+            cancel_requested=bool(doc.get("cancel_requested", False)),
+        )
+
+    def recover(self) -> RecoveryResult:
+        expired = {"$lte": [_ms_until_client_now("$lease_expires_at"), 0]}
+        return _recover(self, expired, BELOW_CAP)
+
+
+QUEUE_TYPES: dict[str, type[Queue]] = {
+    "fencing": UnfencedQueue,
+    "atomic-claim": TwoStepClaimQueue,
+    "retry-cap": UncappedRecoveryQueue,
+    "client-clock": ClientClockQueue,
+}
+
+
+def apply_break(name: str | None) -> type[Queue]:
+    """Put break `name` into this process; return the queue class to use."""
+    resolved = resolve_break(name)
+    if resolved == "fencing":
+        # The worker reads this module constant each time it sets a deadline.
+        aegis.worker.LEASE_SAFETY_FRACTION = NO_SELF_CHECK_FRACTION
+    if resolved is None:
+        return Queue
+    return QUEUE_TYPES.get(resolved, Queue)
