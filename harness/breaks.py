@@ -53,7 +53,7 @@ CATALOGUE = (
         "no-recovery",
         "workers never run recovery, so jobs of killed workers stay RUNNING",
         "scenarios/ci-crash.yaml",
-        ("no_lost_jobs", "drained"),
+        ("no_lost_jobs", "drained", "recovery_bound"),
     ),
 )
 # Old names that still work on the command line.
