@@ -7,25 +7,45 @@ A report folder holds:
 - ``final.json``: the jobs and side effects read from the database at the end;
 - ``schedule.json``: the plan (jobs and fault actions) the run used;
 - a copy of the scenario file;
-- ``events/``: the per-process history files, and ``logs/``: worker logs.
+- ``events/``: the per-process history files, and ``logs/``: worker logs;
+- ``report.md``, ``report.html`` and the PNG plots (see `write_run_report`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from harness.checkers.verdict import Verdict
-from harness.history import Event, FinalState, write_final, write_history
+from harness.history import (
+    Event,
+    FinalState,
+    HistoryError,
+    read_final,
+    read_history,
+    write_final,
+    write_history,
+)
 from harness.plan import Plan
+
+if TYPE_CHECKING:
+    from harness.plots import PlotOutcome
+
+log = logging.getLogger(__name__)
 
 DEFAULT_REPORTS_DIR = Path("reports")
 MESSAGE_CHARS = 90
+RUN_FILES = ("summary.json", "history.jsonl", "final.json")
 
 
 def default_report_dir(scenario: str, now: datetime | None = None) -> Path:
@@ -159,3 +179,107 @@ def render_table(verdicts: Mapping[str, Verdict]) -> str:
 def render_stats(stats: Mapping[str, Any]) -> str:
     """Return the stats as one `name value` pair per line."""
     return "\n".join(f"{name:<24} {value}" for name, value in stats.items())
+
+
+# -- the readable report: plots, report.md and report.html ---------------------
+
+
+class RunFolderError(ValueError):
+    """Raised when a folder is not a readable run report folder."""
+
+
+@dataclass
+class RunFolder:
+    """The files of a finished run, as read back from its report folder."""
+
+    path: Path
+    summary: dict[str, Any]
+    history: list[Event]
+    final: FinalState
+
+
+def read_run_folder(path: Path) -> RunFolder:
+    """Read summary, history and final state; raise `RunFolderError` naming the problem."""
+    if not path.is_dir():
+        raise RunFolderError(f"{path} is not a folder")
+    missing = [name for name in RUN_FILES if not (path / name).is_file()]
+    if missing:
+        raise RunFolderError(
+            f"{path} is not a run folder: missing {', '.join(missing)}; "
+            "pass a folder written by `python -m harness run`"
+        )
+    try:
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+        history = read_history(path / "history.jsonl")
+        final = read_final(path / "final.json")
+    except (json.JSONDecodeError, HistoryError) as exc:
+        raise RunFolderError(f"{path}: invalid run file: {exc}") from None
+    if not isinstance(summary, dict) or "invariants" not in summary:
+        raise RunFolderError(f"{path}/summary.json: missing the 'invariants' object")
+    return RunFolder(path, summary, history, final)
+
+
+def scenario_description(report_dir: Path, scenario: str) -> str | None:
+    """Return the description from the scenario copy in the folder, if any."""
+    path = report_dir / f"{scenario}.yaml"
+    if not path.is_file():
+        return None
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        log.warning("cannot read the description from %s: %s", path, exc)
+        return None
+    description = loaded.get("description") if isinstance(loaded, dict) else None
+    return str(description) if description else None
+
+
+def write_run_report(
+    report_dir: Path,
+    summary: Mapping[str, Any],
+    history: Sequence[Event],
+    final: FinalState,
+    *,
+    description: str | None = None,
+    recovery_bound_s: float | None = None,
+) -> list[str]:
+    """Draw the plots and write ``report.md`` and ``report.html``.
+
+    Never raises: a plot or a document that fails is logged, and its error
+    is returned (and noted in the report when the report itself was written).
+    """
+    errors: list[str] = []
+    started = time.perf_counter()
+    plots: list[PlotOutcome] = []
+    try:
+        # Imported here, so that matplotlib loads only when a report is drawn.
+        from harness.plots import draw_all
+
+        plots = draw_all(
+            report_dir, summary, history, final, recovery_bound_s=recovery_bound_s
+        )
+    except Exception as exc:
+        log.exception("drawing the plots failed")
+        errors.append(f"plots: {exc!r}")
+    plot_seconds = time.perf_counter() - started
+    log.info("plots drawn in %.2f s into %s", plot_seconds, report_dir)
+    errors += [f"{p.spec.file_name}: {p.error}" for p in plots if p.error]
+    if description is None:
+        description = scenario_description(report_dir, str(summary.get("scenario")))
+    try:
+        from harness.plots.document import (
+            build_document,
+            render_html,
+            render_markdown,
+        )
+
+        document = build_document(
+            summary, plots, description=description, plot_seconds=plot_seconds
+        )
+        (report_dir / "report.md").write_text(
+            render_markdown(document), encoding="utf-8"
+        )
+        (report_dir / "report.html").write_text(render_html(document), encoding="utf-8")
+    except Exception as exc:
+        log.exception("writing report.md and report.html failed")
+        errors.append(f"report: {exc!r}")
+    return errors

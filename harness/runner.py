@@ -63,6 +63,7 @@ from harness.report import (
     default_report_dir,
     invariants_summary,
     write_report,
+    write_run_report,
 )
 from harness.scenario import Scenario, load_scenario
 
@@ -393,6 +394,19 @@ class Run:
             plan=self.plan,
             scenario_path=self.options.scenario_path,
         )
+        queue = self.scenario.queue
+        report_errors = write_run_report(
+            self.report_dir,
+            summary,
+            history,
+            final,
+            description=self.scenario.description,
+            recovery_bound_s=queue.lease_ttl_s
+            + queue.recovery_interval_s
+            + self.scenario.recovery_margin_s,
+        )
+        for error in report_errors:
+            log.warning("report incomplete: %s", error)
         return RunResult(self.report_dir, summary, verdicts, coverage)
 
 
