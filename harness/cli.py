@@ -1,8 +1,9 @@
-"""The harness command line: `python -m harness run SCENARIO` and `list`.
+"""The harness command line: `python -m harness run SCENARIO`, `list` and `compare`.
 
 Exit codes of `run`: 0 when every invariant holds, 1 when any is violated,
 2 on invalid input (a scenario error, an unknown flag or break), 3 when the
 run itself failed (the database did not start, a worker could not run).
+`compare` exits 0 after printing, or 2 when a folder is not a run folder.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from harness.breaks import BREAKS
-from harness.report import render_stats, render_table
+from harness.compare import COMPARE_PLOT, draw_throughput_comparison, render_comparison
+from harness.report import RunFolderError, read_run_folder, render_stats, render_table
 from harness.runner import RunOptions, run
 from harness.scenario import ScenarioError, load_scenario
 
@@ -84,6 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
         "directory", nargs="?", type=Path, default=DEFAULT_SCENARIOS_DIR,
         help="folder of scenario files (default: scenarios)",
     )  # fmt: skip
+
+    compare_parser = commands.add_parser(
+        "compare", help="compare two run report folders"
+    )
+    compare_parser.add_argument(
+        "run_a", type=Path, help="first run's report folder (A)"
+    )
+    compare_parser.add_argument(
+        "run_b", type=Path, help="second run's report folder (B)"
+    )
+    compare_parser.add_argument(
+        "--out", type=Path, default=Path("."),
+        help=f"folder for {COMPARE_PLOT} (default: the current folder)",
+    )  # fmt: skip
     return parser
 
 
@@ -141,6 +157,28 @@ def cmd_list(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    try:
+        run_a = read_run_folder(args.run_a)
+        run_b = read_run_folder(args.run_b)
+    except RunFolderError as exc:
+        print(f"invalid run folder: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(render_comparison(run_a, run_b))
+    out_dir: Path = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_path = out_dir / COMPARE_PLOT
+    try:
+        draw_throughput_comparison(run_a, run_b, plot_path)
+    except Exception:
+        # The printed tables are the result, so a failed plot does not fail the command.
+        log.exception("drawing %s failed", plot_path)
+        print("\nthroughput plot failed; see the log above")
+        return EXIT_OK
+    print(f"\nthroughput plot: {plot_path}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -150,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "list":
             return cmd_list(args)
+        if args.command == "compare":
+            return cmd_compare(args)
         return cmd_run(args)
     except ScenarioError as exc:
         print(f"invalid scenario:\n{exc}", file=sys.stderr)
