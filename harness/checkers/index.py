@@ -194,7 +194,7 @@ def recovered_pairs(event: Event) -> Iterator[tuple[str, int, str, float | None]
     Entries are ``[job, token]`` or ``[job, token, run_at]``. Without a
     run_at, a requeued job is runnable at once.
     """
-    moved = (
+    moved: tuple[tuple[str, Any], ...] = (
         ("QUEUED", event.get("requeued")),
         ("FAILED", event.get("failed")),
         ("CANCELLED", event.get("cancelled")),
