@@ -65,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if offset_s:
         logging.getLogger(__name__).warning(
-            "wall clock shifted by %+g s in this process (time.time and time.time_ns; the monotonic clock is real)", offset_s
+            "wall clock shifted by %+g s in this process (time.time and time.time_ns; the monotonic clock is real)",
+            offset_s,
         )
     return run(args, clock_offset_s=offset_s)
 
