@@ -71,6 +71,7 @@ def compute_stats(
         elif kind == "ok" and f == "recover":
             counts["recoveries"] += len(event.get("requeued", []))
             counts["recoveries"] += len(event.get("failed", []))
+            counts["recoveries"] += len(event.get("cancelled", []))
         elif kind == "unknown" and f != "execute":
             counts["unknown_outcomes"] += 1
         elif kind == "info" and f == "worker_exit" and event.get("exit_code"):
@@ -83,8 +84,9 @@ def compute_stats(
         "jobs": len(final["jobs"]),
         "jobs_by_state": dict(sorted(states.items())),
         "completions": counts["completions"],
-        # Handler runs that succeeded beyond the first one of their job.
-        "duplicates": sum(n - 1 for n in handler_successes.values() if n > 1),
+        # Handler runs that succeeded beyond the first one of their job; the
+        # summary's "duplicates" section counts every extra execution.
+        "repeated_successes": sum(n - 1 for n in handler_successes.values() if n > 1),
         "side_effects": len(final["effects"]),
         "kills": counts["info_kill"],
         "pauses": counts["info_pause"],
