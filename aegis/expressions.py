@@ -8,6 +8,7 @@ as a field path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aegis.models import MAX_ERROR_HISTORY, ErrorInfo, JobState
@@ -43,6 +44,41 @@ RUNNABLE_NOW = {"$lte": [ms_until("$run_at"), 0]}
 CANCEL_REQUESTED = {"$eq": ["$cancel_requested", True]}
 # True while the attempt just made was not the last one allowed.
 BELOW_CAP = {"$lt": ["$attempts", {"$add": ["$max_retries", 1]}]}
+
+
+# The order in which jobs are claimed: priority, then enqueue sequence (FIFO).
+# The `claim_order` index serves it.
+CLAIM_ORDER = [("priority", 1), ("seq", 1)]
+
+
+def claimable_filter(queues: Sequence[str]) -> dict[str, Any]:
+    """Jobs that a worker serving `queues` may claim now."""
+    return {
+        "state": JobState.QUEUED.value,
+        "queue": {"$in": list(queues)},
+        "$expr": RUNNABLE_NOW,
+    }
+
+
+def claim_stages(
+    worker_id: str, token: Any, lease_ttl_s: float
+) -> list[dict[str, Any]]:
+    """Pipeline that moves a job to RUNNING for `worker_id` with `token`."""
+    return [
+        {
+            "$set": {
+                "state": JobState.RUNNING.value,
+                "worker_id": {"$literal": worker_id},
+                "token": token,
+                "attempts": {"$add": ["$attempts", 1]},
+                "claimed_at": NOW,
+                "updated_at": NOW,
+                "heartbeat_at": NOW,
+                "started_at": {"$ifNull": ["$started_at", NOW]},
+                "lease_expires_at": lease_end(lease_ttl_s),
+            }
+        }
+    ]
 
 
 def insert_stages(

@@ -36,11 +36,13 @@ from pymongo.operations import UpdateOne
 from aegis.errors import InvalidJob, InvalidTransition, JobNotFound, LeaseLost
 from aegis.expressions import (
     BELOW_CAP,
+    CLAIM_ORDER,
     LEASE_EXPIRED,
     LEASE_VALID,
     NOW,
-    RUNNABLE_NOW,
     backoff_run_at,
+    claim_stages,
+    claimable_filter,
     date_after_ms,
     end_attempt_stages,
     error_entry,
@@ -301,27 +303,9 @@ class Queue:
         RUNNING, `token + 1`, `attempts + 1` and a lease of `lease_ttl_s`.
         """
         doc = self.store.jobs.find_one_and_update(
-            {
-                "state": JobState.QUEUED.value,
-                "queue": {"$in": list(queues)},
-                "$expr": RUNNABLE_NOW,
-            },
-            [
-                {
-                    "$set": {
-                        "state": JobState.RUNNING.value,
-                        "worker_id": {"$literal": worker_id},
-                        "token": {"$add": ["$token", 1]},
-                        "attempts": {"$add": ["$attempts", 1]},
-                        "claimed_at": NOW,
-                        "updated_at": NOW,
-                        "heartbeat_at": NOW,
-                        "started_at": {"$ifNull": ["$started_at", NOW]},
-                        "lease_expires_at": lease_end(self.settings.lease_ttl_s),
-                    }
-                }
-            ],
-            sort=[("priority", 1), ("seq", 1)],
+            claimable_filter(queues),
+            claim_stages(worker_id, {"$add": ["$token", 1]}, self.settings.lease_ttl_s),
+            sort=CLAIM_ORDER,
             return_document=ReturnDocument.AFTER,
         )
         if doc is None:

@@ -50,6 +50,18 @@ CATALOGUE = (
         ("lease_exclusive",),
     ),
     Break(
+        "priority",
+        "claim takes the oldest job and ignores priority",
+        "scenarios/ci-priority.yaml",
+        ("priority_order",),
+    ),
+    Break(
+        "fifo",
+        "claim takes the newest job first within a priority",
+        "scenarios/ci-priority.yaml",
+        ("fifo_order",),
+    ),
+    Break(
         "no-recovery",
         "workers never run recovery, so jobs of killed workers stay RUNNING",
         "scenarios/ci-crash.yaml",

@@ -18,12 +18,14 @@ from pymongo import ReturnDocument
 import aegis.worker
 from aegis.expressions import (
     BELOW_CAP,
+    CLAIM_ORDER,
     LEASE_EXPIRED,
     NOW,
     RUNNABLE_NOW,
+    claim_stages,
+    claimable_filter,
     end_attempt_stages,
     error_entry,
-    lease_end,
 )
 from aegis.models import ErrorInfo, Job, JobState, Lease, RecoveryResult, as_utc
 from aegis.queue import Queue
@@ -95,37 +97,44 @@ class TwoStepClaimQueue(Queue):
 
     def claim(self, worker_id: str, queues: Sequence[str]) -> Job | None:
         best = self.store.jobs.find_one(
-            {
-                "state": JobState.QUEUED.value,
-                "queue": {"$in": list(queues)},
-                "$expr": RUNNABLE_NOW,
-            },
-            projection={"token": 1},
-            sort=[("priority", 1), ("seq", 1)],
+            claimable_filter(queues), projection={"token": 1}, sort=CLAIM_ORDER
         )
         if best is None:
             return None
         time.sleep(CLAIM_GAP_S)
         doc = self.store.jobs.find_one_and_update(
             {"_id": best["_id"]},
-            [
-                {
-                    "$set": {
-                        "state": JobState.RUNNING.value,
-                        "worker_id": {"$literal": worker_id},
-                        "token": best["token"] + 1,
-                        "attempts": {"$add": ["$attempts", 1]},
-                        "claimed_at": NOW,
-                        "updated_at": NOW,
-                        "heartbeat_at": NOW,
-                        "started_at": {"$ifNull": ["$started_at", NOW]},
-                        "lease_expires_at": lease_end(self.settings.lease_ttl_s),
-                    }
-                }
-            ],
+            claim_stages(worker_id, best["token"] + 1, self.settings.lease_ttl_s),
             return_document=ReturnDocument.AFTER,
         )
         return None if doc is None else Job.from_doc(doc)
+
+
+class _ReorderedClaimQueue(Queue):
+    """A `Queue` whose otherwise atomic claim takes jobs in `claim_order`."""
+
+    claim_order: list[tuple[str, int]] = CLAIM_ORDER
+
+    def claim(self, worker_id: str, queues: Sequence[str]) -> Job | None:
+        doc = self.store.jobs.find_one_and_update(
+            claimable_filter(queues),
+            claim_stages(worker_id, {"$add": ["$token", 1]}, self.settings.lease_ttl_s),
+            sort=self.claim_order,
+            return_document=ReturnDocument.AFTER,
+        )
+        return None if doc is None else Job.from_doc(doc)
+
+
+class PriorityBlindQueue(_ReorderedClaimQueue):
+    """`priority`: the claim takes the oldest job whatever its priority."""
+
+    claim_order = [("seq", 1)]
+
+
+class NewestFirstQueue(_ReorderedClaimQueue):
+    """`fifo`: within a priority the claim takes the newest job first."""
+
+    claim_order = [("priority", 1), ("seq", -1)]
 
 
 class UncappedRecoveryQueue(Queue):
@@ -239,6 +248,8 @@ QUEUE_TYPES: dict[str, type[Queue]] = {
     "fencing": UnfencedQueue,
     "atomic-claim": TwoStepClaimQueue,
     "retry-cap": UncappedRecoveryQueue,
+    "priority": PriorityBlindQueue,
+    "fifo": NewestFirstQueue,
     "client-clock": ClientClockQueue,
 }
 

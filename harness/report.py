@@ -69,9 +69,9 @@ def compute_stats(
         elif kind == "fail" and event.get("error") == "stale":
             counts["stale_writes_rejected"] += 1
         elif kind == "ok" and f == "recover":
-            counts["recoveries"] += len(event.get("requeued", []))
-            counts["recoveries"] += len(event.get("failed", []))
-            counts["recoveries"] += len(event.get("cancelled", []))
+            for moved in ("requeued", "failed", "cancelled"):
+                entries = event.get(moved)
+                counts["recoveries"] += len(entries) if isinstance(entries, list) else 0
         elif kind == "unknown" and f != "execute":
             counts["unknown_outcomes"] += 1
         elif kind == "info" and f == "worker_exit" and event.get("exit_code"):

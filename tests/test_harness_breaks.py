@@ -48,7 +48,9 @@ def violated(summary: dict[str, Any]) -> set[str]:
 
 
 def test_breaks_catalogue_names() -> None:
-    assert set(SHOWN_HERE) == {"fencing", "atomic-claim", "retry-cap", "client-clock"}
+    assert set(SHOWN_HERE) == {
+        "fencing", "atomic-claim", "retry-cap", "client-clock", "priority", "fifo",
+    }  # fmt: skip
     assert "no-recovery" in BREAKS
     assert resolve_break("no-fencing") == "fencing"
     assert resolve_break(None) is None
@@ -111,6 +113,25 @@ def test_break_violates_its_invariants(name: str, tmp_path: Path) -> None:
     assert summary["break"] == name
     assert violated(summary) == set(entry.violates), summary["invariants"]
     assert summary["drained"] is True
+
+
+# Scenarios of the breaks whose normal run no other test covers.
+NORMAL_RUNS = sorted(
+    {entry.scenario for entry in CATALOGUE}
+    - {BY_NAME["client-clock"].scenario, BY_NAME["no-recovery"].scenario}
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", NORMAL_RUNS)
+def test_break_scenario_holds_without_break(scenario: str, tmp_path: Path) -> None:
+    report_dir = tmp_path / "report"
+
+    result = run_harness(scenario, report_dir)
+
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    summary = json.loads((report_dir / "summary.json").read_text())
+    assert violated(summary) == set()
 
 
 @pytest.mark.slow

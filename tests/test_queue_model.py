@@ -146,7 +146,9 @@ class QueueMachine(RuleBasedStateMachine):
         result = self.queue.recover()
         for job in expired:
             job.end_attempt()
-        moved = {job_id for job_id, _ in result.requeued + result.failed}
+        moved = {
+            job_id for job_id, _ in result.requeued + result.failed + result.cancelled
+        }
         assert moved == {job.job_id for job in expired}
 
     @precondition(lambda self: any(j.token > 0 for j in self.jobs.values()))
