@@ -180,7 +180,8 @@ class EmbeddedServer:
                         ) from None
                     time.sleep(0.1)
             self._initiate_replica_set(client, deadline)
-            self.version = str(client.server_info().get("version"))
+            info = client.server_info()
+            self.version = str(info.get("secantusVersion") or info.get("version"))
         finally:
             client.close()
 

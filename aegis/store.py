@@ -120,11 +120,25 @@ class Store:
         except PyMongoError as exc:
             raise DatabaseUnavailable(f"database ping failed: {exc}") from exc
 
+    def server_facts(self) -> dict[str, str]:
+        """Return the server's name and version; SecantusDB also reports the
+        MongoDB version it emulates as `mongodb_version`."""
+        info = self.client.server_info()
+        if "secantusVersion" in info:
+            return {
+                "name": "SecantusDB",
+                "version": str(info["secantusVersion"]),
+                "mongodb_version": str(info.get("version", "?")),
+            }
+        return {"name": "MongoDB", "version": str(info.get("version", "?"))}
+
     def server_description(self) -> str:
         """Return `name version` of the server, for logs and reports."""
-        info = self.client.server_info()
-        name = "SecantusDB" if "secantus" in str(info).lower() else "MongoDB"
-        return f"{name} {info.get('version', '?')}"
+        facts = self.server_facts()
+        text = f"{facts['name']} {facts['version']}"
+        if "mongodb_version" in facts:
+            text += f" (reports MongoDB {facts['mongodb_version']})"
+        return text
 
     def close(self) -> None:
         self.client.close()

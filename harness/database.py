@@ -39,14 +39,7 @@ def run_db_name(scenario: str) -> str:
 
 def server_facts(store: Store) -> dict[str, str]:
     """Return the server's name and version, for the report."""
-    info = store.client.server_info()
-    if "secantusVersion" in info:
-        return {
-            "name": "SecantusDB",
-            "version": str(info["secantusVersion"]),
-            "mongodb_version": str(info.get("version", "?")),
-        }
-    return {"name": "MongoDB", "version": str(info.get("version", "?"))}
+    return store.server_facts()
 
 
 @dataclass

@@ -203,6 +203,18 @@ class Run:
             flush=True,
         )
 
+    def _announce(self, store: Store) -> None:
+        """Print what runs, so a terminal log says it without the report."""
+        if self.options.progress is None:
+            return
+        print(
+            f"scenario {self.scenario.name}, seed {self.plan.seed}, "
+            f"break {self.options.break_name or 'none'}: {len(self.plan.jobs)} jobs, "
+            f"{self.scenario.workers.count} workers, on {store.server_description()}",
+            file=self.options.progress,
+            flush=True,
+        )
+
     # -- phases ---------------------------------------------------------------
 
     def execute(self) -> RunResult:
@@ -213,6 +225,7 @@ class Run:
             db_name = run_db_name(self.scenario.name)
             store = database.connect(db_name)
             stack.callback(store.close)
+            self._announce(store)
             store.ensure_indexes()
             server = server_facts(store)
             log.info(
