@@ -7,6 +7,8 @@ objects; nothing in a payload is ever unpickled or evaluated.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -99,12 +101,21 @@ handler = registry.handler
 
 
 def import_handler_modules(modules: list[str]) -> None:
-    """Import user modules so their `@handler` decorators run."""
+    """Import user modules so their `@handler` decorators run.
+
+    The current directory is searched first, as `python -m` would, so a
+    module next to where the worker starts is found without PYTHONPATH.
+    """
+    if modules and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     for name in modules:
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            raise ConfigError(f"cannot import handler module {name!r}: {exc}") from exc
+            raise ConfigError(
+                f"cannot import handler module {name!r}: {exc}; the module must be "
+                "importable from the current directory or PYTHONPATH"
+            ) from exc
 
 
 # -- built-in demo job types -------------------------------------------------

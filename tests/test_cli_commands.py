@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
 from aegis.cli import main
 from aegis.devdb import free_port, uri_for_port
+from aegis.handlers import import_handler_modules, registry
 from aegis.models import ErrorInfo
 from aegis.queue import Queue
 from aegis.settings import QueueSettings
@@ -257,3 +259,33 @@ def test_help_names_units(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--metrics-port" in worker_help
     assert "TCP port" in serve_help
     assert "--host" in serve_help
+
+
+def test_log_level_after_command_is_accepted(
+    capsys: pytest.CaptureFixture[str], db_flags: list[str]
+) -> None:
+    code = main(["stats", "--log-level", "ERROR", *db_flags])
+
+    assert code == 0
+    assert "QUEUE" in capsys.readouterr().out
+
+
+def test_worker_imports_handler_module_from_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "cwdapp"
+    package.mkdir()
+    (package / "handlers_here.py").write_text(
+        "from aegis import handler\n\n"
+        "@handler('cwd_probe')\n"
+        "def probe(ctx):\n"
+        "    return 1\n"
+    )
+    monkeypatch.chdir(package)
+    monkeypatch.setattr(
+        "sys.path", [p for p in __import__("sys").path if p != str(package)]
+    )
+
+    import_handler_modules(["handlers_here"])
+
+    assert "cwd_probe" in registry

@@ -9,7 +9,6 @@ from typing import Any
 from aegis.api.schemas import JobListPublic, JobPublic, RecoveryPublic
 from aegis.cli.common import (
     add_json_flag,
-    add_queue_flags,
     add_store_flags,
     open_queue,
     open_store,
@@ -157,7 +156,6 @@ def register(commands: Any) -> None:
     """Add the job commands to the subcommands."""
     enqueue = commands.add_parser("enqueue", help="submit jobs")
     add_store_flags(enqueue)
-    add_queue_flags(enqueue)
     enqueue.add_argument(
         "job_type", help="handler name, for example sleep, echo, fail, noop"
     )
