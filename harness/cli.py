@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from harness.breaks import BREAKS
+from harness.breaks import BREAKS, CATALOGUE
 from harness.compare import COMPARE_PLOT, draw_throughput_comparison, render_comparison
 from harness.report import RunFolderError, read_run_folder, render_stats, render_table
 from harness.runner import RunOptions, run
@@ -53,7 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run_parser = commands.add_parser("run", help="run one scenario and check it")
+    run_parser = commands.add_parser(
+        "run",
+        help="run one scenario and check it",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="breaks (--break NAME), each with the short scenario that shows it:\n"
+        + "\n".join(
+            f"  {entry.name:<14} {entry.summary}\n  {'':<14} ({entry.scenario})"
+            for entry in CATALOGUE
+        ),
+    )
     run_parser.add_argument("scenario", type=Path, help="scenario YAML file")
     run_parser.add_argument(
         "--seed",
@@ -72,8 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_parser.add_argument(
         "--break", dest="break_name", choices=sorted(BREAKS), metavar="NAME",
-        help="put a deliberate defect into the workers: "
-        + "; ".join(f"{name}: {text}" for name, text in sorted(BREAKS.items())),
+        help="put a deliberate defect into the workers (see the list below)",
     )  # fmt: skip
     run_parser.add_argument(
         "--quiet", action="store_true", help="print no progress lines while running"
