@@ -68,29 +68,23 @@ CATALOGUE = (
         ("no_lost_jobs", "drained", "recovery_bound"),
     ),
 )
-# Old names that still work on the command line.
-ALIASES = {"no-fencing": "fencing"}
 
 BY_NAME = {entry.name: entry for entry in CATALOGUE}
 # Every accepted name with its one-line help; aliases point to their break.
-BREAKS: dict[str, str] = {
-    **{entry.name: entry.summary for entry in CATALOGUE},
-    **{alias: f"old name of {target}" for alias, target in ALIASES.items()},
-}
+BREAKS: dict[str, str] = {entry.name: entry.summary for entry in CATALOGUE}
 
 
 def resolve_break(name: str | None) -> str | None:
-    """Return the break that `name` names, following aliases.
+    """Return `name` if it names a break.
 
     Raises `ValueError` unless `name` is None or a known name.
     """
     if name is None:
         return None
-    resolved = ALIASES.get(name, name)
-    if resolved not in BY_NAME:
+    if name not in BY_NAME:
         known = ", ".join(sorted(BREAKS))
         raise ValueError(f"unknown break {name!r}; expected one of: {known}")
-    return resolved
+    return name
 
 
 def check_break(name: str | None) -> None:

@@ -52,7 +52,7 @@ def test_breaks_catalogue_names() -> None:
         "fencing", "atomic-claim", "retry-cap", "client-clock", "priority", "fifo",
     }  # fmt: skip
     assert "no-recovery" in BREAKS
-    assert resolve_break("no-fencing") == "fencing"
+    assert resolve_break("fencing") == "fencing"
     assert resolve_break(None) is None
     with pytest.raises(ValueError, match="unknown break 'nothing'"):
         resolve_break("nothing")
