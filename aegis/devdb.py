@@ -35,9 +35,10 @@ MONGODB_URI_ENV = "MONGODB_URI"
 SECANTUS_COMMAND = "secantusd-py"
 MONGOD_COMMAND = "mongod"
 REPLICA_SET_NAME = "rs0"
-# replSetInitiate on a server that already is a replica set answers this code.
+# replSetInitiate on a server that already is a replica set fails with this code.
 ALREADY_INITIALIZED_CODE = 23
-# SecantusDB answers this code to replSetInitiate: it is a one-node set already.
+# SecantusDB rejects replSetInitiate with this code because it already is a
+# one-node replica set.
 NOT_SUPPORTED_CODE = 59
 
 START_TIMEOUT_S = 60.0
@@ -175,7 +176,7 @@ class EmbeddedServer:
                 except PyMongoError:
                     if time.monotonic() > deadline:
                         raise EmbeddedServerError(
-                            f"{self.kind} did not answer ping within {START_TIMEOUT_S:g} s; "
+                            f"{self.kind} did not respond to ping within {START_TIMEOUT_S:g} s; "
                             f"see {self.data_dir / 'server.log'}"
                         ) from None
                     time.sleep(0.1)
