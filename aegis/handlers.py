@@ -24,7 +24,7 @@ class JobContext:
     """What a handler gets: the job, and events it should watch while running.
 
     `cancel_requested` is set when an operator asked to cancel the job;
-    `lease_lost` when the worker no longer holds the job (its result would
+    `lease_lost` when the lease is lost (its result would
     be rejected). Long handlers should check both and stop early.
     """
 

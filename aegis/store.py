@@ -114,7 +114,7 @@ class Store:
         return as_utc(reply["localTime"])  # type: ignore[return-value]
 
     def ping(self) -> None:
-        """Raise `DatabaseUnavailable` unless the server answers."""
+        """Raise `DatabaseUnavailable` unless the server responds to a ping."""
         try:
             self.client.admin.command("ping")
         except PyMongoError as exc:
@@ -156,7 +156,7 @@ def connect(
     """Open a client with the durable concerns and return a `Store`.
 
     With `check`, ping the server first and raise `DatabaseUnavailable` if it
-    does not answer within the selection timeout.
+    does not respond within the selection timeout.
     """
     client: MongoClient[dict[str, Any]] = MongoClient(
         uri,
@@ -180,7 +180,7 @@ def connect(
         except ServerSelectionTimeoutError as exc:
             client.close()
             raise DatabaseUnavailable(
-                f"no MongoDB server answered at {redact_uri(uri)} within "
+                f"no MongoDB server responded at {redact_uri(uri)} within "
                 f"{server_selection_timeout_s:g} s; start one or set MONGODB_URI"
             ) from exc
     return store
