@@ -455,18 +455,32 @@ class Queue:
     def release(self, job_id: str | ObjectId, token: int) -> Job:
         """Give a running job back to the queue, to run now on any worker.
 
-        Used by a worker that stops before the job finished. The attempt
-        still counts towards the retry cap, so a job that is released
-        over and over cannot run forever. Raises `LeaseLost` if stale.
+        Used by a worker that stops before the job finished. The job did not
+        fail, so the attempt is given back: `attempts` drops by one and the
+        retry cap still bounds the attempts that ended in failure or expiry.
+        A job whose cancellation was requested ends CANCELLED instead.
+        Raises `LeaseLost` if stale.
         """
-        stages = end_attempt_stages(None, NOW, True)
+        refund = {
+            "$set": {
+                "attempts": {
+                    "$cond": [
+                        {"$eq": ["$state", JobState.QUEUED.value]},
+                        {"$subtract": ["$attempts", 1]},
+                        "$attempts",
+                    ]
+                }
+            }
+        }
+        stages = [*end_attempt_stages(None, NOW, True), refund]
         job = Job.from_doc(self._fenced_write("release", job_id, token, stages))
         log.info(
-            "job %s attempt %d token %d: released, now %s",
+            "job %s token %d: released, now %s (attempts %d of %d)",
             job.job_id,
-            job.attempts,
             token,
             job.state.value,
+            job.attempts,
+            job.max_retries + 1,
         )
         return job
 

@@ -6,9 +6,10 @@ names the field, the value and the accepted range.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import bson
@@ -18,13 +19,14 @@ from bson.errors import BSONError, InvalidId
 from aegis.errors import InvalidJob, PayloadTooLarge
 
 # MongoDB rejects documents over 16 MiB. A payload may use all of that except
-# room for the job's own fields and its error history.
+# room for the largest result and for the job's own fields and error history,
+# so that completing a job can never make its document too large.
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
-MAX_PAYLOAD_BYTES = MAX_DOCUMENT_BYTES - 512 * 1024
+MAX_RESULT_BYTES = 1024 * 1024
+MAX_PAYLOAD_BYTES = MAX_DOCUMENT_BYTES - MAX_RESULT_BYTES - 512 * 1024
 # MongoDB rejects documents nested deeper than 100 levels; the job document
 # and the update that writes it add levels above the payload.
 MAX_PAYLOAD_DEPTH = 90
-MAX_RESULT_BYTES = 1024 * 1024
 MAX_MAX_RETRIES = 1000
 # Ten years: a sanity bound that keeps a run time inside BSON's date range.
 MAX_DELAY_S = 10 * 365 * 24 * 3600.0
@@ -86,12 +88,23 @@ def check_run_at(run_at: object) -> datetime:
         raise InvalidJob(
             f"invalid run_at {run_at!r}: expected a timezone-aware datetime"
         )
-    return run_at
+    try:
+        return run_at.astimezone(UTC)
+    except OverflowError:
+        raise InvalidJob(
+            f"invalid run_at {run_at.isoformat()}: outside the years 1-9999 in UTC"
+        ) from None
 
 
 def payload_depth(value: Any) -> int:
     """Return the nesting depth of a JSON value (a scalar is 0)."""
+    return _scan(value)[0]
+
+
+def _scan(value: Any) -> tuple[int, float | None]:
+    """Return the nesting depth and the first NaN or infinite number, if any."""
     depth = 0
+    non_finite = None
     stack = [(value, 0)]
     while stack:
         item, level = stack.pop()
@@ -100,10 +113,12 @@ def payload_depth(value: Any) -> int:
         elif isinstance(item, list | tuple):
             children = list(item)
         else:
+            if isinstance(item, float) and not math.isfinite(item):
+                non_finite = item
             continue
         depth = max(depth, level + 1)
         stack.extend((child, level + 1) for child in children)
-    return depth
+    return depth, non_finite
 
 
 def check_payload(payload: object) -> dict[str, Any]:
@@ -114,15 +129,19 @@ def check_payload(payload: object) -> dict[str, Any]:
         raise InvalidJob(
             f"invalid payload: expected a JSON object, got {type(payload).__name__}"
         )
-    depth = payload_depth(payload)
+    depth, non_finite = _scan(payload)
+    if non_finite is not None:
+        # JSON has no NaN or Infinity: the API would return such a value as null.
+        raise InvalidJob(f"invalid payload: {non_finite} is not a JSON number")
     if depth > MAX_PAYLOAD_DEPTH:
         raise InvalidJob(
             f"invalid payload: nested {depth} levels deep; the maximum is "
             f"{MAX_PAYLOAD_DEPTH}"
         )
+    # ValueError covers UnicodeEncodeError, from a lone surrogate in a string.
     try:
         size = len(bson.encode(dict(payload)))
-    except (BSONError, TypeError, OverflowError) as exc:
+    except (BSONError, TypeError, ValueError, OverflowError) as exc:
         raise InvalidJob(
             f"invalid payload: cannot be stored in MongoDB ({exc})"
         ) from None
@@ -135,9 +154,10 @@ def check_payload(payload: object) -> dict[str, Any]:
 
 def check_result(result: Any) -> Any:
     """Check that a handler's result can be stored in the job document."""
+    # ValueError covers UnicodeEncodeError, from a lone surrogate in a string.
     try:
         size = len(bson.encode({"result": result}))
-    except (BSONError, TypeError, OverflowError) as exc:
+    except (BSONError, TypeError, ValueError, OverflowError) as exc:
         raise InvalidJob(
             f"invalid result: cannot be stored in MongoDB ({exc})"
         ) from None

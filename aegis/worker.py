@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol, TypeVar
 
-from pymongo.errors import PyMongoError
+from pymongo.errors import (
+    ConnectionFailure,
+    OperationFailure,
+    PyMongoError,
+    WTimeoutError,
+)
 
 from aegis.errors import InvalidJob, JobCancelled, LeaseLost, UnknownJobType
 from aegis.handlers import HandlerRegistry, JobContext
@@ -91,6 +96,10 @@ class _RunningJob:
     renewed_at: float  # monotonic time the claim or last renewal was sent
     deadline: float  # monotonic time after which the job is not ours
     released: bool = False
+    reported: bool = False
+    # Serializes the renewal, the outcome report and the release of this job,
+    # so a renewal never races a report that just ended the lease.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     thread: threading.Thread | None = field(default=None, repr=False)
 
     def describe(self) -> str:
@@ -314,6 +323,12 @@ class Worker:
     def _execute(self, running: _RunningJob) -> None:
         job = running.job
         try:
+            if time.monotonic() > running.deadline:
+                # The claim's reply came too late to run the job safely: another
+                # worker may hold it soon. Give it back without spending an attempt.
+                self._lose(running, "the claim returned after the lease deadline")
+                self._release(running)
+                return
             try:
                 handler = self.handlers.get(job.job_type)
                 result = handler(running.ctx)
@@ -343,6 +358,13 @@ class Worker:
             # The result cannot be stored: that is this attempt's failure.
             self._fail(job, ErrorInfo.from_exception(exc))
             return
+        except OperationFailure as exc:
+            if is_transient(exc):
+                raise
+            # The server rejected the write itself (a document grown too
+            # large, say); retrying the same write would fail forever.
+            self._fail(job, ErrorInfo("ResultNotStored", f"result not stored: {exc}"))
+            return
         self.stats.succeeded += 1
 
     def _fail(self, job: Job, error: ErrorInfo) -> None:
@@ -364,37 +386,50 @@ class Worker:
         """Send the outcome while the job is still ours, retrying database errors."""
         backoff = _Backoff(DB_RETRY_FIRST_S, DB_RETRY_MAX_S)
         while True:
-            if running.released or running.ctx.lease_lost.is_set():
-                log.warning(
-                    "%s worker %s: lease lost; outcome (%s) not reported",
-                    running.describe(),
-                    self.worker_id,
-                    what,
-                )
-                return
-            if time.monotonic() > running.deadline:
-                self._lose(
-                    running, "lease deadline passed before the outcome was reported"
-                )
-                return
-            try:
-                write()
-                return
-            except LeaseLost:
-                self._lose(running, f"{what} rejected as stale")
-                return
-            except PyMongoError as exc:
-                self.stats.db_errors += 1
-                delay_s = backoff.next()
-                log.warning(
-                    "%s worker %s: %s failed (%s); retrying in %.1f s",
-                    running.describe(),
-                    self.worker_id,
-                    what,
-                    exc,
-                    delay_s,
-                )
-                time.sleep(delay_s)
+            with running.lock:
+                if running.released or running.ctx.lease_lost.is_set():
+                    log.warning(
+                        "%s worker %s: lease lost; outcome (%s) not reported",
+                        running.describe(),
+                        self.worker_id,
+                        what,
+                    )
+                    return
+                if time.monotonic() > running.deadline:
+                    self._lose(
+                        running, "lease deadline passed before the outcome was reported"
+                    )
+                    return
+                try:
+                    write()
+                    running.reported = True
+                    return
+                except LeaseLost:
+                    self._lose(running, f"{what} rejected as stale")
+                    return
+                except PyMongoError as exc:
+                    self.stats.db_errors += 1
+                    if not is_transient(exc):
+                        log.error(
+                            "%s worker %s: %s failed and cannot succeed on retry (%s); "
+                            "leaving the job to recovery",
+                            running.describe(),
+                            self.worker_id,
+                            what,
+                            exc,
+                        )
+                        self._lose(running, f"{what} failed permanently")
+                        return
+                    delay_s = backoff.next()
+                    log.warning(
+                        "%s worker %s: %s failed (%s); retrying in %.1f s",
+                        running.describe(),
+                        self.worker_id,
+                        what,
+                        exc,
+                        delay_s,
+                    )
+            time.sleep(delay_s)
 
     def _lose(self, running: _RunningJob, reason: str) -> None:
         if running.ctx.lease_lost.is_set():
@@ -433,7 +468,11 @@ class Worker:
             return list(self._running.values())
 
     def _renew_if_due(self, running: _RunningJob, interval_s: float) -> None:
-        if running.released or running.ctx.lease_lost.is_set():
+        with running.lock:
+            self._renew_locked(running, interval_s)
+
+    def _renew_locked(self, running: _RunningJob, interval_s: float) -> None:
+        if running.reported or running.released or running.ctx.lease_lost.is_set():
             return
         now = time.monotonic()
         if now > running.deadline:
@@ -524,21 +563,41 @@ class Worker:
             self._abort.wait(0.05)
 
         for running in self._snapshot():
-            # Mark first, so the handler thread never reports after the release.
-            running.released = True
-            running.ctx.lease_lost.set()
-            try:
-                self.queue.release(running.job.job_id, running.job.token)
-                self.stats.released += 1
-            except LeaseLost:
-                pass
-            except PyMongoError as exc:
-                log.warning(
-                    "%s worker %s: release failed (%s); recovery will requeue it",
-                    running.describe(),
-                    self.worker_id,
-                    exc,
-                )
+            with running.lock:
+                if running.reported:
+                    continue
+                # Mark first, so the handler thread never reports after the release.
+                running.released = True
+                running.ctx.lease_lost.set()
+            self._release(running)
+
+    def _release(self, running: _RunningJob) -> None:
+        """Give a job back to the queue; on failure recovery requeues it later."""
+        try:
+            self.queue.release(running.job.job_id, running.job.token)
+            self.stats.released += 1
+        except LeaseLost:
+            pass
+        except PyMongoError as exc:
+            log.warning(
+                "%s worker %s: release failed (%s); recovery will requeue it",
+                running.describe(),
+                self.worker_id,
+                exc,
+            )
+
+
+def is_transient(exc: PyMongoError) -> bool:
+    """Tell whether retrying the same command may succeed.
+
+    Lost connections, elections and write-concern timeouts are transient;
+    an error the server returns about the command itself is not.
+    """
+    if isinstance(exc, ConnectionFailure | WTimeoutError):
+        return True
+    return exc.has_error_label("RetryableWriteError") or exc.has_error_label(
+        "TransientTransactionError"
+    )
 
 
 def _format_stats(stats: WorkerStats) -> str:

@@ -243,7 +243,7 @@ def test_database_down_exit_code(
     code, _, err = run(capsys, "stats", "--mongodb-uri", uri_for_port(free_port()))
 
     assert code == 1
-    assert "no MongoDB server answered" in err
+    assert "no MongoDB server responded" in err
 
 
 def test_help_names_units(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from bson import ObjectId
@@ -64,6 +64,10 @@ def test_enqueue_returns_queued_job(queue: Queue) -> None:
         ({"delay_s": -1}, "delay_s"),
         ({"delay_s": 1e12}, "delay_s"),
         ({"payload": nested(91)}, "nested 91 levels"),
+        ({"payload": {"a": "\ud800"}}, "cannot be stored"),
+        ({"payload": {"a": float("nan")}}, "not a JSON number"),
+        ({"payload": {"a": [float("inf")]}}, "not a JSON number"),
+        ({"run_at": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))}, "run_at"),
         ({"idempotency_key": ""}, "idempotency key"),
     ],
 )
@@ -74,6 +78,7 @@ def test_enqueue_rejects_invalid_arguments(
         queue.enqueue("echo", **kwargs)  # type: ignore[arg-type]
 
     assert store.jobs.count_documents({}) == 0
+    assert store.counters.count_documents({}) == 0, "a rejected enqueue used a seq"
 
 
 def test_enqueue_rejects_payload_too_large(queue: Queue, store: Store) -> None:
@@ -355,15 +360,15 @@ def test_every_write_stamps_updated_at(queue: Queue) -> None:
     assert released.updated_at >= job.updated_at
 
 
-def test_release_requeues_and_counts_attempt(queue: Queue) -> None:
-    queue.enqueue("echo")
+def test_release_requeues_and_refunds_attempt(queue: Queue) -> None:
+    queue.enqueue("echo", max_retries=0)
     job = queue.claim("w1", ["default"])
     assert job is not None
 
     released = queue.release(job.job_id, job.token)
 
     assert released.state is JobState.QUEUED
-    assert released.attempts == 1
+    assert released.attempts == 0
     again = queue.claim("w2", ["default"])
     assert again is not None and again.token == 2
 

@@ -9,16 +9,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from bson import ObjectId
+from pymongo.errors import OperationFailure
 
+from aegis import devdb
 from aegis.handlers import HandlerRegistry, JobContext
-from aegis.models import JobState
+from aegis.models import Job, JobState
 from aegis.queue import Queue
 from aegis.settings import QueueSettings
-from aegis.store import Store
+from aegis.store import Store, connect
 from aegis.worker import Worker
 from aegis.workers import WorkerRegistry
 
@@ -223,7 +226,7 @@ def test_sigterm_releases_job_after_grace(
     assert worker.wait(30) == 0
     released = queue.get(job.job_id)
     assert released.state is JobState.QUEUED
-    assert released.attempts == 1
+    assert released.attempts == 0, "a release must not spend an attempt"
     assert "released" in workers.log("impatient")
 
 
@@ -276,3 +279,101 @@ def test_lease_lost_is_logged_with_ids(
     assert lost, "no lease-lost log line"
     assert f"job {job.job_id} attempt 1 token 1 worker w-log" in lost[0]
     assert worker.stats.succeeded == 0
+
+
+class RejectingCompleteQueue(Queue):
+    """A queue whose server rejects every completion, as with a document
+    grown too large: the write fails the same way each time it is sent."""
+
+    def complete(
+        self, job_id: str | ObjectId, token: int, result: object = None
+    ) -> Job:
+        raise OperationFailure("resulting document is too large", code=17419)
+
+
+def test_rejected_completion_fails_attempt(store: Store) -> None:
+    settings = QueueSettings(lease_ttl_s=5, heartbeat_interval_s=1, backoff_base_s=0.1)
+    queue = RejectingCompleteQueue(store, settings)
+    job = queue.enqueue("echo", max_retries=0)
+    handlers = HandlerRegistry()
+    handlers.register("echo", lambda ctx: ctx.payload)
+    worker = Worker(queue, handlers, queues=["default"])
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        wait_for(lambda: queue.get(job.job_id).state.is_terminal, 20, "the failure")
+    finally:
+        worker.stop()
+        thread.join(30)
+
+    final = queue.get(job.job_id)
+    assert final.state is JobState.FAILED
+    assert final.errors[-1].error_type == "ResultNotStored"
+    assert "too large" in final.errors[-1].message
+
+
+class SlowReplyQueue(Queue):
+    """A queue whose claim replies arrive after the lease ran out."""
+
+    def claim(self, worker_id: str, queues: Sequence[str]) -> Job | None:
+        job = super().claim(worker_id, queues)
+        if job is not None:
+            time.sleep(self.settings.lease_ttl_s)
+        return job
+
+
+def test_late_claim_reply_is_given_back(store: Store) -> None:
+    settings = QueueSettings(lease_ttl_s=1.5, heartbeat_interval_s=0.5)
+    queue = SlowReplyQueue(store, settings)
+    handlers = HandlerRegistry()
+    ran = threading.Event()
+
+    @handlers.handler("probe")
+    def probe(ctx: JobContext) -> None:
+        ran.set()
+
+    job = queue.enqueue("probe", max_retries=0)
+    worker = Worker(queue, handlers, queues=["default"], run_recovery=False)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        wait_for(lambda: worker.stats.lease_lost >= 1, 20, "the late claim")
+    finally:
+        worker.stop(abort=True)
+        thread.join(30)
+
+    assert not ran.is_set(), "the handler ran after the lease deadline"
+    final = queue.get(job.job_id)
+    assert final.attempts <= 1
+    assert final.state in (JobState.QUEUED, JobState.RUNNING)
+
+
+def test_worker_waits_for_database_to_start(tmp_path: Path) -> None:
+    # Given a worker started before any server listens on its port.
+    server = devdb.pick_server()
+    env = {**os.environ, "AEGIS_SERVER_SELECTION_TIMEOUT_S": "0.5"}
+    env.pop("MONGODB_URI", None)
+    log_path = tmp_path / "early.log"
+    with open(log_path, "wb") as log_file:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "aegis", "worker", "--mongodb-uri", server.uri,
+             "--db", "early", "--worker-id", "early", *WORKER_FLAGS],
+            stdout=log_file, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: "retrying in" in log_path.read_text(), 30, "a retry line")
+        assert worker.poll() is None, "the worker exited instead of waiting"
+
+        # When the server comes up, the worker connects and runs a job.
+        server.start()
+        store = connect(server.uri, "early")
+        queue = Queue(store)
+        job = queue.enqueue("echo", {"n": 1})
+        wait_for(
+            lambda: job_state(queue, job.job_id) is JobState.SUCCESS, 60, "the job"
+        )
+        store.close()
+    finally:
+        worker.kill()
+        worker.wait()
+        server.cleanup()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aegis.api.schemas import JobListPublic, JobPublic, RecoveryPublic
@@ -38,7 +39,6 @@ def _parse_payload(text: str | None) -> dict[str, Any]:
 def cmd_enqueue(args: argparse.Namespace) -> int:
     payload = _parse_payload(args.payload)
     queue = open_queue(args)
-    ids = []
     for _ in range(args.count):
         job = queue.enqueue(
             args.job_type,
@@ -49,8 +49,9 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
             delay_s=args.delay,
             idempotency_key=args.idempotency_key,
         )
-        ids.append(job.job_id)
-    print("\n".join(ids))
+        # One line per job as it is created, so an interrupted run still
+        # shows what it enqueued.
+        print(job.job_id, flush=True)
     queue.store.close()
     return 0
 
@@ -175,7 +176,10 @@ def register(commands: Any) -> None:
     enqueue.add_argument("--delay", type=float, help="seconds before the job may run")
     enqueue.add_argument("--idempotency-key", help="enqueue at most once per key")
     enqueue.add_argument(
-        "--count", type=int, default=1, help="number of identical jobs (default 1)"
+        "--count",
+        type=_count,
+        default=1,
+        help=f"number of identical jobs, 1-{MAX_ENQUEUE_COUNT} (default 1)",
     )
     enqueue.set_defaults(handler=cmd_enqueue)
 
@@ -193,7 +197,7 @@ def register(commands: Any) -> None:
         "--limit", type=_limit, default=50, help="jobs per page, 1-500 (default 50)"
     )
     jobs.add_argument(
-        "--cursor", type=int, help="show jobs older than this sequence number"
+        "--cursor", type=_cursor, help="show jobs older than this sequence number"
     )
     jobs.set_defaults(handler=cmd_jobs)
     jobs_commands = jobs.add_subparsers(dest="jobs_command", metavar="show")
@@ -225,8 +229,27 @@ def register(commands: Any) -> None:
     requeue.set_defaults(handler=cmd_requeue_stuck)
 
 
-def _limit(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 500:
-        raise argparse.ArgumentTypeError(f"invalid limit {value}: expected 1 to 500")
-    return value
+def _bounded_int(name: str, low: int, high: int) -> Callable[[str], int]:
+    """An argparse type for an integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"invalid {name} {text!r}: expected an integer"
+            ) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"invalid {name} {value}: expected {low} to {high}"
+            )
+        return value
+
+    return parse
+
+
+_limit = _bounded_int("limit", 1, 500)
+# Sequence numbers are 64-bit BSON integers.
+_cursor = _bounded_int("cursor", 0, 2**63 - 1)
+MAX_ENQUEUE_COUNT = 10_000
+_count = _bounded_int("count", 1, MAX_ENQUEUE_COUNT)

@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,12 @@ from aegis.cli.common import (
     queue_settings,
     store_settings,
 )
+from aegis.errors import DatabaseUnavailable
 from aegis.handlers import import_handler_modules, registry
 from aegis.metrics import InstrumentedQueue, QueueMetrics
 from aegis.queue import Queue
 from aegis.settings import DEFAULT_QUEUE, ApiSettings
-from aegis.store import redact_uri
+from aegis.store import Store, redact_uri
 from aegis.wakeup import ChangeStreamWakeup
 from aegis.worker import Worker
 from aegis.workers import WorkerRegistry
@@ -37,9 +39,25 @@ LOOPBACK_HOST = "127.0.0.1"
 ALL_INTERFACES = "0.0.0.0"
 
 
+# A worker started before its database waits for it, backing off to this.
+STARTUP_RETRY_MAX_S = 30.0
+
+
+def _open_store_when_up(args: argparse.Namespace) -> Store:
+    """Connect, waiting with backoff while the database is unreachable."""
+    delay_s = 1.0
+    while True:
+        try:
+            return open_store(args)
+        except DatabaseUnavailable as exc:
+            log.warning("%s; retrying in %.0f s", exc, delay_s)
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, STARTUP_RETRY_MAX_S)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     import_handler_modules(args.imports or [])
-    store = open_store(args)
+    store = _open_store_when_up(args)
     plain_queue = Queue(store, queue_settings(args))
     queue: Queue | InstrumentedQueue = plain_queue
     if args.metrics_port is not None:
