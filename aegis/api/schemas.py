@@ -12,8 +12,10 @@ from typing import Annotated, Any
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictFloat,
     StrictInt,
     StrictStr,
     field_validator,
@@ -51,6 +53,13 @@ Name = Annotated[
 ]
 
 
+def _date_time_string(value: Any) -> Any:
+    """Accept only ISO 8601 text for a date-time, not a number of seconds."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("expected an ISO 8601 date-time string with a time zone")
+    return value
+
+
 class JobCreate(BaseModel):
     """A job to submit."""
 
@@ -73,10 +82,11 @@ class JobCreate(BaseModel):
         le=MAX_MAX_RETRIES,
         description="retries after the first attempt",
     )
-    run_at: AwareDatetime | None = Field(
+    run_at: Annotated[AwareDatetime, BeforeValidator(_date_time_string)] | None = Field(
         None, description="earliest start, with a time zone; excludes delaySeconds"
     )
-    delay_seconds: float | None = Field(
+    # Strict: a JSON number, not a numeric string or a boolean.
+    delay_seconds: StrictFloat | None = Field(
         None,
         ge=0,
         le=MAX_DELAY_S,

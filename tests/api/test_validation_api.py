@@ -32,7 +32,10 @@ BAD_BODIES: list[tuple[str, dict[str, Any], list[Any]]] = [
     ("queue invalid", {"jobType": "echo", "queue": "a b"}, ["body", "queue"]),
     ("negative delay", {"jobType": "echo", "delaySeconds": -1}, ["body", "delaySeconds"]),
     ("delay too long", {"jobType": "echo", "delaySeconds": 1e12}, ["body", "delaySeconds"]),
+    ("delay as string", {"jobType": "echo", "delaySeconds": "10"}, ["body", "delaySeconds"]),
+    ("delay as bool", {"jobType": "echo", "delaySeconds": True}, ["body", "delaySeconds"]),
     ("naive run at", {"jobType": "echo", "runAt": "2030-01-01T00:00:00"}, ["body", "runAt"]),
+    ("run at a number", {"jobType": "echo", "runAt": 1700000000}, ["body", "runAt"]),
     ("run at not a date", {"jobType": "echo", "runAt": "soon"}, ["body", "runAt"]),
     ("empty idempotency key", {"jobType": "echo", "idempotencyKey": ""}, ["body", "idempotencyKey"]),
     ("long idempotency key", {"jobType": "echo", "idempotencyKey": "k" * 201}, ["body", "idempotencyKey"]),
@@ -191,3 +194,25 @@ def test_list_rejects_cursor_beyond_int64(client: TestClient) -> None:
 
     assert response.status_code == 422
     assert "cursor" in response.text
+
+
+@pytest.mark.parametrize(
+    "raw_body",
+    [
+        '{"jobType": "echo", "payload": {"a": NaN}}',
+        '{"jobType": "echo", "payload": {"a": [Infinity]}}',
+        '{"jobType": "echo", "payload": {"a": "\\ud800"}}',
+        '{"jobType": "echo", "runAt": "0001-01-01T00:00:00+14:00"}',
+    ],
+    ids=["nan", "infinity", "lone surrogate", "run at before year 1 in UTC"],
+)
+def test_submit_rejects_unstorable_values(
+    client: TestClient, store: Store, raw_body: str
+) -> None:
+    response = client.post(
+        "/jobs", content=raw_body, headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 422, response.text
+    assert store.jobs.count_documents({}) == 0
+    assert store.counters.count_documents({}) == 0
