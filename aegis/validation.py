@@ -31,6 +31,8 @@ MAX_MAX_RETRIES = 1000
 # Ten years: a sanity bound that keeps a run time inside BSON's date range.
 MAX_DELAY_S = 10 * 365 * 24 * 3600.0
 MAX_IDEMPOTENCY_KEY_CHARS = 200
+# Enqueue sequence numbers are 64-bit BSON integers.
+MAX_SEQ = 2**63 - 1
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
 

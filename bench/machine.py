@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.servers import describe_server, mongo_server
+from bench.servers import mongo_server
 
 
 def cpu_model() -> str:
@@ -25,7 +25,7 @@ def cpu_model() -> str:
 def machine_facts() -> dict[str, Any]:
     """Return date, cores, CPU, Python and the database server that is started."""
     with mongo_server() as target:
-        server = describe_server(target.server)
+        server = target.store.server_description()
         server_kind = target.server.kind
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

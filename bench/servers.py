@@ -13,7 +13,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from aegis import devdb
@@ -34,14 +33,6 @@ class MongoTarget:
     @property
     def uri(self) -> str:
         return self.server.uri
-
-
-def describe_server(server: devdb.EmbeddedServer) -> str:
-    """Return the server's name and version, for the report."""
-    if server.kind == "mongod":
-        return f"mongod {server.version}"
-    package = metadata.version("SecantusDB")
-    return f"SecantusDB {package} (reports MongoDB {server.version})"
 
 
 @contextlib.contextmanager

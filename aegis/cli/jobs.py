@@ -20,6 +20,7 @@ from aegis.errors import ConfigError
 from aegis.models import JobState
 from aegis.queries import list_jobs
 from aegis.settings import DEFAULT_QUEUE
+from aegis.validation import MAX_SEQ
 
 
 def _parse_payload(text: str | None) -> dict[str, Any]:
@@ -249,7 +250,6 @@ def _bounded_int(name: str, low: int, high: int) -> Callable[[str], int]:
 
 
 _limit = _bounded_int("limit", 1, 500)
-# Sequence numbers are 64-bit BSON integers.
-_cursor = _bounded_int("cursor", 0, 2**63 - 1)
+_cursor = _bounded_int("cursor", 0, MAX_SEQ)
 MAX_ENQUEUE_COUNT = 10_000
 _count = _bounded_int("count", 1, MAX_ENQUEUE_COUNT)

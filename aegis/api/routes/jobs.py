@@ -11,7 +11,7 @@ from aegis.api.schemas import JobCreate, JobListPublic, JobPublic
 from aegis.models import JobState
 from aegis.queries import list_jobs
 from aegis.queue import JobSpec
-from aegis.validation import NAME_PATTERN, check_payload
+from aegis.validation import MAX_SEQ, NAME_PATTERN
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -34,8 +34,8 @@ NameFilter = Annotated[str | None, Query(pattern=NAME_PATTERN.pattern, max_lengt
 )
 def submit_job(body: JobCreate, queue: QueueDep, response: Response) -> JobPublic:
     """Submit a job; 200 with the existing job if its idempotency key was used."""
-    # Raises PayloadTooLarge (413) before anything is written.
-    check_payload(body.payload)
+    # The queue validates the spec before it writes anything: PayloadTooLarge
+    # becomes 413 and InvalidJob 422.
     spec = JobSpec(
         job_type=body.job_type,
         payload=body.payload,
@@ -50,10 +50,6 @@ def submit_job(body: JobCreate, queue: QueueDep, response: Response) -> JobPubli
     if not is_new:
         response.status_code = status.HTTP_200_OK
     return JobPublic.from_job(job)
-
-
-# Sequence numbers are 64-bit BSON integers.
-MAX_SEQ = 2**63 - 1
 
 
 @router.get("")
