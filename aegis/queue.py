@@ -511,11 +511,14 @@ class Queue:
         CANCELLED. Each move is conditional on the expired token, so a
         job that a concurrent recovery already moved is skipped.
         """
-        expired = self.store.jobs.find(
-            {
-                "state": JobState.RUNNING.value,
-                "$expr": LEASE_EXPIRED,
-            },
+        return self._recover(LEASE_EXPIRED, BELOW_CAP)
+
+    def _recover(
+        self, expired: dict[str, Any], requeue: dict[str, Any]
+    ) -> RecoveryResult:
+        """Run a recovery sweep with the given expiry test and requeue condition."""
+        candidates = self.store.jobs.find(
+            {"state": JobState.RUNNING.value, "$expr": expired},
             projection={"_id": 1, "token": 1},
         )
         moved_to: dict[str, list[tuple[str, int]]] = {
@@ -525,14 +528,14 @@ class Queue:
         }
         last_move_at = None
         error = ErrorInfo("LeaseExpired", "lease expired before the job finished")
-        stages = end_attempt_stages(error_entry(error), NOW, BELOW_CAP)
-        for candidate in list(expired):
+        stages = end_attempt_stages(error_entry(error), NOW, requeue)
+        for candidate in list(candidates):
             doc = self.store.jobs.find_one_and_update(
                 {
                     "_id": candidate["_id"],
                     "token": candidate["token"],
                     "state": JobState.RUNNING.value,
-                    "$expr": LEASE_EXPIRED,
+                    "$expr": expired,
                 },
                 stages,
                 projection={"state": 1, "attempts": 1, "worker_id": 1, "updated_at": 1},

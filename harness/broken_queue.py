@@ -24,10 +24,8 @@ from aegis.expressions import (
     RUNNABLE_NOW,
     claim_stages,
     claimable_filter,
-    end_attempt_stages,
-    error_entry,
 )
-from aegis.models import ErrorInfo, Job, JobState, Lease, RecoveryResult, as_utc
+from aegis.models import Job, JobState, Lease, RecoveryResult, as_utc
 from aegis.queue import Queue
 from aegis.validation import parse_job_id
 from harness.breaks import resolve_break
@@ -41,43 +39,6 @@ CLAIM_GAP_S = 0.02
 # The retry-cap break's requeue test: it treats the attempt that just
 # expired as not counted, so a job at the cap gets one attempt too many.
 BELOW_CAP_OFF_BY_ONE = {"$lte": ["$attempts", {"$add": ["$max_retries", 1]}]}
-
-
-def _recover(queue: Queue, expired: dict[str, Any], requeue: Any) -> RecoveryResult:
-    """Run `Queue.recover` with another expiry test and requeue condition.
-
-    `expired` replaces `LEASE_EXPIRED`, and `requeue` replaces `BELOW_CAP`.
-    """
-    candidates = queue.store.jobs.find(
-        {"state": JobState.RUNNING.value, "$expr": expired},
-        projection={"_id": 1, "token": 1},
-    )
-    error = ErrorInfo("LeaseExpired", "lease expired before the job finished")
-    stages = end_attempt_stages(error_entry(error), NOW, requeue)
-    moved: dict[str, list[tuple[str, int]]] = {state.value: [] for state in JobState}
-    last_move_at = None
-    for candidate in list(candidates):
-        doc = queue.store.jobs.find_one_and_update(
-            {
-                "_id": candidate["_id"],
-                "token": candidate["token"],
-                "state": JobState.RUNNING.value,
-                "$expr": expired,
-            },
-            stages,
-            projection={"state": 1, "updated_at": 1},
-            return_document=ReturnDocument.AFTER,
-        )
-        if doc is None:
-            continue
-        moved[doc["state"]].append((str(candidate["_id"]), int(candidate["token"])))
-        last_move_at = as_utc(doc["updated_at"])
-    return RecoveryResult(
-        requeued=moved[JobState.QUEUED.value],
-        failed=moved[JobState.FAILED.value],
-        cancelled=moved[JobState.CANCELLED.value],
-        at=last_move_at,
-    )
 
 
 class UnfencedQueue(Queue):
@@ -145,7 +106,7 @@ class UncappedRecoveryQueue(Queue):
     """
 
     def recover(self) -> RecoveryResult:
-        return _recover(self, LEASE_EXPIRED, BELOW_CAP_OFF_BY_ONE)
+        return self._recover(LEASE_EXPIRED, BELOW_CAP_OFF_BY_ONE)
 
 
 def client_now() -> datetime:
@@ -241,7 +202,7 @@ class ClientClockQueue(Queue):
 
     def recover(self) -> RecoveryResult:
         expired = {"$lte": [_ms_until_client_now("$lease_expires_at"), 0]}
-        return _recover(self, expired, BELOW_CAP)
+        return self._recover(expired, BELOW_CAP)
 
 
 QUEUE_TYPES: dict[str, type[Queue]] = {
