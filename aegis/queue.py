@@ -393,6 +393,7 @@ class Queue:
             "result": {"$literal": result},
             "finished_at": NOW,
             "updated_at": NOW,
+            "lease_expires_at": None,
         }
         job = Job.from_doc(
             self._fenced_write("complete", job_id, token, [{"$set": stage}])

@@ -27,7 +27,7 @@ class Break:
 CATALOGUE = (
     Break(
         "fencing",
-        "complete, fail, renew and release ignore the token and the lease",
+        "fenced writes ignore the token and lease; the worker deadline is off",
         "scenarios/ci-pause.yaml",
         ("single_commit", "lease_exclusive", "legal_transitions"),
     ),

@@ -103,13 +103,13 @@ def render_comparison(a: RunFolder, b: RunFolder) -> str:
     coverage_b = (b.summary.get("coverage") or {}).get("counts") or {}
     sections = [
         _describe("A", a) + "\n" + _describe("B", b),
-        plain_table(("invariant", "A", "B", ""), invariant_rows(a, b)),
+        plain_table(("invariant", "A", "B", "differs"), invariant_rows(a, b)),
         plain_table(
-            ("stat", "A", "B", "B - A", ""),
+            ("stat", "A", "B", "B - A", "differs"),
             value_rows(a.summary.get("stats") or {}, b.summary.get("stats") or {}),
         ),
         plain_table(
-            ("coverage event", "A", "B", "B - A", ""),
+            ("coverage event", "A", "B", "B - A", "differs"),
             value_rows(coverage_a, coverage_b),
         ),
     ]

@@ -182,6 +182,7 @@ def test_complete_stores_result(queue: Queue) -> None:
     assert done.state is JobState.SUCCESS
     assert done.result == {"ok": "$literal"}
     assert done.finished_at is not None
+    assert done.lease_expires_at is None
 
 
 def test_stale_token_cannot_write(queue: Queue, store: Store) -> None:

@@ -222,7 +222,11 @@ def draw_recovery(
         axes.axhline(bound_s, color="#d62728", ls="--", lw=1, label="recovery bound")
     if not series.kills:
         axes.text(
-            0.5, 0.5, "no kills in this run", transform=axes.transAxes, ha="center"
+            0.5,
+            0.5,
+            "no kills by the harness in this run",
+            transform=axes.transAxes,
+            ha="center",
         )
     axes.set_ylim(0, top_s * 1.15)
     axes.set_ylabel("time to next claim (s)")
