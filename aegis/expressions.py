@@ -61,9 +61,12 @@ def claimable_filter(queues: Sequence[str]) -> dict[str, Any]:
 
 
 def claim_stages(
-    worker_id: str, token: Any, lease_ttl_s: float
+    worker_id: str, token: Any, lease_expires_at: Any
 ) -> list[dict[str, Any]]:
-    """Pipeline that moves a job to RUNNING for `worker_id` with `token`."""
+    """Pipeline that moves a job to RUNNING for `worker_id` with `token`.
+
+    `token` and `lease_expires_at` are values or expressions.
+    """
     return [
         {
             "$set": {
@@ -75,7 +78,7 @@ def claim_stages(
                 "updated_at": NOW,
                 "heartbeat_at": NOW,
                 "started_at": {"$ifNull": ["$started_at", NOW]},
-                "lease_expires_at": lease_end(lease_ttl_s),
+                "lease_expires_at": lease_expires_at,
             }
         }
     ]

@@ -304,7 +304,7 @@ class Queue:
         """
         doc = self.store.jobs.find_one_and_update(
             claimable_filter(queues),
-            claim_stages(worker_id, {"$add": ["$token", 1]}, self.settings.lease_ttl_s),
+            claim_stages(worker_id, {"$add": ["$token", 1]}, self._new_lease_end()),
             sort=CLAIM_ORDER,
             return_document=ReturnDocument.AFTER,
         )
@@ -322,6 +322,10 @@ class Queue:
             job.priority,
         )
         return job
+
+    def _new_lease_end(self) -> dict[str, Any]:
+        """The expiry of a lease granted now: `$$NOW + lease_ttl_s`."""
+        return lease_end(self.settings.lease_ttl_s)
 
     @staticmethod
     def fenced(job_id: str | ObjectId, token: int) -> dict[str, Any]:
@@ -360,7 +364,7 @@ class Queue:
     def renew(self, job_id: str | ObjectId, token: int) -> Lease:
         """Extend the lease to `$$NOW + lease_ttl_s`; raise `LeaseLost` if stale."""
         stage = {
-            "lease_expires_at": lease_end(self.settings.lease_ttl_s),
+            "lease_expires_at": self._new_lease_end(),
             "heartbeat_at": NOW,
         }
         doc = self._fenced_write(

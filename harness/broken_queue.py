@@ -20,12 +20,10 @@ from aegis.expressions import (
     BELOW_CAP,
     CLAIM_ORDER,
     LEASE_EXPIRED,
-    NOW,
-    RUNNABLE_NOW,
     claim_stages,
     claimable_filter,
 )
-from aegis.models import Job, JobState, Lease, RecoveryResult, as_utc
+from aegis.models import Job, JobState, RecoveryResult
 from aegis.queue import Queue
 from aegis.validation import parse_job_id
 from harness.breaks import resolve_break
@@ -65,7 +63,7 @@ class TwoStepClaimQueue(Queue):
         time.sleep(CLAIM_GAP_S)
         doc = self.store.jobs.find_one_and_update(
             {"_id": best["_id"]},
-            claim_stages(worker_id, best["token"] + 1, self.settings.lease_ttl_s),
+            claim_stages(worker_id, best["token"] + 1, self._new_lease_end()),
             return_document=ReturnDocument.AFTER,
         )
         return None if doc is None else Job.from_doc(doc)
@@ -79,7 +77,7 @@ class _ReorderedClaimQueue(Queue):
     def claim(self, worker_id: str, queues: Sequence[str]) -> Job | None:
         doc = self.store.jobs.find_one_and_update(
             claimable_filter(queues),
-            claim_stages(worker_id, {"$add": ["$token", 1]}, self.settings.lease_ttl_s),
+            claim_stages(worker_id, {"$add": ["$token", 1]}, self._new_lease_end()),
             sort=self.claim_order,
             return_document=ReturnDocument.AFTER,
         )
@@ -138,34 +136,8 @@ class ClientClockQueue(Queue):
     lease sees every other worker's lease as expired and recovers it.
     """
 
-    def claim(self, worker_id: str, queues: Sequence[str]) -> Job | None:
-        doc = self.store.jobs.find_one_and_update(
-            {
-                "state": JobState.QUEUED.value,
-                "queue": {"$in": list(queues)},
-                "$expr": RUNNABLE_NOW,
-            },
-            [
-                {
-                    "$set": {
-                        "state": JobState.RUNNING.value,
-                        "worker_id": {"$literal": worker_id},
-                        "token": {"$add": ["$token", 1]},
-                        "attempts": {"$add": ["$attempts", 1]},
-                        "claimed_at": NOW,
-                        "updated_at": NOW,
-                        "heartbeat_at": NOW,
-                        "started_at": {"$ifNull": ["$started_at", NOW]},
-                        "lease_expires_at": _client_lease_end(
-                            self.settings.lease_ttl_s
-                        ),
-                    }
-                }
-            ],
-            sort=[("priority", 1), ("seq", 1)],
-            return_document=ReturnDocument.AFTER,
-        )
-        return None if doc is None else Job.from_doc(doc)
+    def _new_lease_end(self) -> dict[str, Any]:
+        return _client_lease_end(self.settings.lease_ttl_s)
 
     @staticmethod
     def fenced(job_id: str | ObjectId, token: int) -> dict[str, Any]:
@@ -175,30 +147,6 @@ class ClientClockQueue(Queue):
             "state": JobState.RUNNING.value,
             "$expr": {"$gt": [_ms_until_client_now("$lease_expires_at"), 0]},
         }
-
-    def renew(self, job_id: str | ObjectId, token: int) -> Lease:
-        stage = {
-            "lease_expires_at": _client_lease_end(self.settings.lease_ttl_s),
-            "heartbeat_at": NOW,
-        }
-        doc = self._fenced_write(
-            "renew",
-            job_id,
-            token,
-            [{"$set": stage}],
-            projection={
-                "lease_expires_at": 1,
-                "heartbeat_at": 1,
-                "cancel_requested": 1,
-            },
-        )
-        return Lease(
-            job_id=str(job_id),
-            token=token,
-            lease_expires_at=as_utc(doc["lease_expires_at"]),  # type: ignore[arg-type]
-            renewed_at=as_utc(doc["heartbeat_at"]),  # type: ignore[arg-type]
-            cancel_requested=bool(doc.get("cancel_requested", False)),
-        )
 
     def recover(self) -> RecoveryResult:
         expired = {"$lte": [_ms_until_client_now("$lease_expires_at"), 0]}
