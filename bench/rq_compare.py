@@ -136,13 +136,8 @@ def measure_rq(redis_executable: str, workers: int, jobs: int) -> ThroughputResu
         finally:
             _stop_workers(processes)
         connection.close()
-        wall_s = finished - started
-        return ThroughputResult(
-            workers=workers,
-            jobs=jobs,
-            wall_s=round(wall_s, 2),
-            jobs_per_s=round(jobs / wall_s, 1),
-            steady_jobs_per_s=round(_steady_rate(target, jobs), 1),
+        return ThroughputResult.measured(
+            workers, jobs, finished - started, _steady_rate(target, jobs)
         )
 
 

@@ -28,6 +28,19 @@ class ThroughputResult:
     jobs_per_s: float  # jobs / wall_s, worker start-up included
     steady_jobs_per_s: float  # jobs / (last finished_at - first claimed_at)
 
+    @classmethod
+    def measured(
+        cls, workers: int, jobs: int, wall_s: float, steady_jobs_per_s: float
+    ) -> ThroughputResult:
+        """Round one run's figures for the tables."""
+        return cls(
+            workers=workers,
+            jobs=jobs,
+            wall_s=round(wall_s, 2),
+            jobs_per_s=round(jobs / wall_s, 1),
+            steady_jobs_per_s=round(steady_jobs_per_s, 1),
+        )
+
 
 def wait_for_count(
     count: int, timeout_s: float, count_done: Callable[[], int]
@@ -72,11 +85,6 @@ def measure_throughput(workers: int, jobs: int) -> ThroughputResult:
         finally:
             for process in processes:
                 process.stop()
-        wall_s = finished - started
-        return ThroughputResult(
-            workers=workers,
-            jobs=jobs,
-            wall_s=round(wall_s, 2),
-            jobs_per_s=round(jobs / wall_s, 1),
-            steady_jobs_per_s=round(steady_rate(store, jobs), 1),
+        return ThroughputResult.measured(
+            workers, jobs, finished - started, steady_rate(store, jobs)
         )

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.checkers.index import ENDING_WRITES
 from harness.history import Event, FinalState
 
 # Fault windows: the info event that starts one, and the event that ends it.
@@ -29,7 +30,6 @@ FAULT_HEALS: dict[str, str] = {
 }
 # Faults that act at one instant; their window is the time until the heal.
 INSTANT_FAULTS = frozenset({"kill", "terminate"})
-ENDING_WRITES = frozenset({"complete", "fail", "release", "finish_cancelled"})
 # Worker lifecycle events drawn on the worker timeline.
 LIFECYCLE_EVENTS = frozenset(
     {

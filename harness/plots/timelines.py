@@ -10,8 +10,9 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from harness.checkers.index import ENDING_WRITES
 from harness.plots.charts import finish_time_axis
-from harness.plots.series import ENDING_WRITES, Lease, MarkedEvent, RunSeries
+from harness.plots.series import Lease, MarkedEvent, RunSeries
 from harness.plots.style import TIME_LABEL, FigureInfo, new_figure, save
 
 # More rows than this make the labels unreadable. The title then counts the
