@@ -20,7 +20,7 @@ class StoreError(AegisError):
 
 
 class DatabaseUnavailable(StoreError):
-    """Raised when no server answered within the selection timeout."""
+    """Raised when no server responded within the selection timeout."""
 
 
 class EmbeddedServerError(StoreError):

@@ -510,7 +510,7 @@ class Queue:
     def recover(self) -> RecoveryResult:
         """Move RUNNING jobs whose lease expired back to QUEUED, or to FAILED.
 
-        The expired attempt already counted when the job was claimed; a job
+        The expired attempt already counted when the job was claimed. A job
         that used all `max_retries + 1` attempts ends FAILED with a "lease
         expired" error, and one whose cancellation was requested ends
         CANCELLED. Each move is conditional on the expired token, so a

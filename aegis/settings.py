@@ -39,7 +39,7 @@ class QueueSettings(BaseSettings):
         300.0, ge=0, description="upper bound of a retry delay"
     )
     poll_interval_s: float = Field(
-        1.0, gt=0, description="longest sleep between claims when the queue is empty"
+        1.0, gt=0, description="maximum sleep between claims when the queue is empty"
     )
     worker_dead_after_s: float = Field(
         30.0, gt=0, description="heartbeat age after which a worker counts as DEAD"

@@ -215,9 +215,9 @@ class Worker:
         try:
             self._claim_loop()
         finally:
-            # Order matters: claiming has stopped, so the set of running jobs
-            # only shrinks; wait for them, then release what is left while
-            # the heartbeat still keeps their leases alive.
+            # Order matters. Claiming has stopped, so the set of running jobs
+            # only shrinks. Wait for them, then release what is left while the
+            # heartbeat still keeps their leases alive.
             self._drain()
             self._done.set()
             for thread in background:

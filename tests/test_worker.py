@@ -188,7 +188,7 @@ def test_paused_worker_cannot_commit(queue: Queue, workers: WorkerProcesses) -> 
     os.kill(zombie.pid, signal.SIGCONT)
     time.sleep(3)
 
-    # Then only the rescuer's completion counts, and the zombie knows it lost.
+    # Then only the rescuer's completion counts, and the zombie logs its lost lease.
     final = queue.get(job.job_id)
     assert final.worker_id == "rescuer"
     assert final.token == 2
