@@ -195,7 +195,7 @@ def _recovery_finding(rows: list[dict[str, Any]]) -> str:
         "minus one heartbeat interval and the full TTL) plus the wait for the "
         "next recovery sweep plus one claim. Workers time a sweep to just after "
         "the earliest lease expiry, so a longer sweep interval need not add to "
-        "the time (compare the rows with a 1 s and a 5 s sweep); at most the "
+        "the time (compare the rows with a 1 s and a 5 s sweep). At most the "
         "wait is 1.2 sweep intervals (the jitter). "
     )
     if not over:
